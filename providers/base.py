@@ -1,0 +1,210 @@
+"""The provider contract: what every vendor adapter takes, returns and raises.
+
+An adapter knows HTTP, signatures, payloads and codes; it knows nothing of Celery or Redis. The sequence
+is fixed here (build payload → post → parse per-recipient status → raise) and every optional operation
+raises ``UnsupportedFeature`` by default, so this class is also the capability table.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import httpx
+
+from providers.errors import (
+    AmbiguousError,
+    NotSentError,
+    ProviderError,
+    RequestRejectedError,
+    TransientError,
+    UnsupportedFeature,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedTemplate:
+    """One logical template in the form a given vendor takes.
+
+    ``vendor_template`` is the vendor's template id (empty for content-based vendors), ``params`` the
+    values in the vendor's order, ``names`` the parameter names in that same order (Deepfinch sends
+    ``name:value`` pairs), ``text`` the rendered content (for content-based vendors and length checks).
+    """
+
+    vendor_template: str
+    params: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    """One vendor call: at most the vendor's batch size of phones.
+
+    ``per_recipient`` is set when parameters differ per phone (Infocloud ``sendBatch``); it is aligned
+    with ``phones``. ``bid`` is our id for the call (message id and chunk number), echoed in receipts
+    by vendors that support it.
+    """
+
+    phones: tuple[str, ...]
+    template: RenderedTemplate
+    bid: str = ""
+    per_recipient: tuple[RenderedTemplate, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientOutcome:
+    """What the vendor said about one phone of an accepted call."""
+
+    phone: str
+    accepted: bool
+    vendor_id: str = ""
+    code: str = ""
+    text: str = ""
+    fee: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """The vendor accepted the call. ``batch_id`` is the vendor's id for the whole call, if any."""
+
+    provider: str
+    outcomes: tuple[RecipientOutcome, ...]
+    batch_id: str = ""
+    raw: Any = None
+
+
+class DeliveryState(enum.StrEnum):
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A delivery receipt. ``batch_id``/``vendor_id``/``bid`` are whatever the vendor gave to find it by."""
+
+    provider: str
+    phone: str
+    state: DeliveryState
+    code: str
+    batch_id: str = ""
+    vendor_id: str = ""
+    bid: str = ""
+    at: str = ""
+    raw: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A reply (MO) from a phone."""
+
+    provider: str
+    phone: str
+    content: str
+    at: str = ""
+    ext: str = ""
+    raw: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """Credit left, in the vendor's unit (messages, or money where the vendor says so)."""
+
+    provider: str
+    item: str
+    value: float
+    raw: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """Static facts the planner needs about a vendor."""
+
+    batch_size: int
+    per_recipient_params: bool = False  # can one call carry different parameters per phone
+    template_based: bool = True  # False: the vendor takes rendered text (Xiaorui, Ihuyi)
+    international: bool = False  # accepts E.164 numbers outside mainland China
+    max_content_chars: int = 500
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Provider:
+    """Base class for vendor adapters. Subclasses set ``name`` and ``capabilities`` and implement ``send``."""
+
+    name: ClassVar[str] = ""
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+
+    def send(self, request: SendRequest) -> SendResult:
+        raise NotImplementedError
+
+    def poll_receipts(self) -> Sequence[Receipt]:
+        raise UnsupportedFeature(f"{self.name} has no receipt pull")
+
+    def poll_inbound(self) -> Sequence[InboundMessage]:
+        raise UnsupportedFeature(f"{self.name} has no inbound pull")
+
+    def balance(self) -> Sequence[Balance]:
+        raise UnsupportedFeature(f"{self.name} has no balance query")
+
+    # -- shared transport handling ------------------------------------------------------------------
+
+    def _post(self, url: str, **kwargs: Any) -> httpx.Response:
+        """POST and map transport failures to the error tree (the one place that does so)."""
+        return self._request("POST", url, **kwargs)
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self.client.request(method, url, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise NotSentError(f"{self.name}: {type(exc).__name__}: {exc}", provider=self.name) from exc
+        except httpx.WriteTimeout as exc:
+            # The body was not fully written, so the vendor cannot have a complete request to act on.
+            raise NotSentError(f"{self.name}: write time-out", provider=self.name) from exc
+        except (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError) as exc:
+            raise AmbiguousError(
+                f"{self.name}: request sent, no answer ({type(exc).__name__})", provider=self.name
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise AmbiguousError(f"{self.name}: {type(exc).__name__}: {exc}", provider=self.name) from exc
+        if response.status_code >= 500:
+            raise TransientError(
+                f"{self.name}: HTTP {response.status_code}",
+                provider=self.name,
+                code=f"HTTP{response.status_code}",
+                text=response.text[:200],
+            )
+        return response
+
+    def _json(self, response: httpx.Response) -> Any:
+        """Parse a JSON answer; a malformed one is transient (it was not an answer we can act on)."""
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise TransientError(
+                f"{self.name}: malformed answer (HTTP {response.status_code})",
+                provider=self.name,
+                code="MALFORMED",
+                text=response.text[:200],
+            ) from exc
+
+
+def classify(
+    provider: str,
+    code: str,
+    text: str,
+    table: Mapping[str, type[ProviderError]],
+    raw: Any = None,
+) -> ProviderError:
+    """Build the error for a vendor code from the vendor's table.
+
+    A code the table does not know is permanent for the request: retrying something we do not
+    understand risks sending twice, and the code and text are kept for an operator to classify.
+    """
+    cls = table.get(code, RequestRejectedError)
+    return cls(f"{provider}: code {code}: {text}", provider=provider, code=code, text=text, raw=raw)

@@ -1,0 +1,252 @@
+"""What every vendor simulator shares: per-phone counters, fault injection, receipt and inbound queues.
+
+A vendor module (``infocloud.py``, ...) verifies its vendor's auth and payloads and answers in its
+vendor's format; it calls :class:`SimState` to count what each phone received, to decide on injected
+faults and to queue receipts. Tests read the counters to prove nothing was sent twice or lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+
+@dataclass
+class FaultPlan:
+    """Faults injected into one vendor's send calls. Rates are probabilities per call (0..1).
+
+    ``codes``: vendor codes answered instead of processing, at ``code_rate``. ``timeout_rate``: the
+    answer is held for ``hang_s`` (longer than the client waits). ``reset_rate``: the connection is
+    dropped without an answer. With ``after_accept`` a time-out or reset happens after the vendor
+    accepted the request (the ambiguous case); otherwise before anything is accepted.
+    """
+
+    codes: tuple[str, ...] = ()
+    code_rate: float = 0.0
+    latency_s: float = 0.0
+    timeout_rate: float = 0.0
+    reset_rate: float = 0.0
+    hang_s: float = 30.0
+    after_accept: bool = False
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FaultPlan:
+        data = dict(data)
+        if "codes" in data:
+            data["codes"] = tuple(str(c) for c in data["codes"])
+        return cls(**data)
+
+
+class SimulatedReset(Exception):
+    """Raised inside a response to make the server drop the connection (a simulated reset)."""
+
+
+class ResetResponse(Response):
+    """Starts an answer, then fails: the server closes the connection with the body unsent."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"64")]})
+        raise SimulatedReset
+
+
+@dataclass
+class Decision:
+    """What to do with one call: answer with ``code``, or misbehave before/after accepting it."""
+
+    code: str | None = None
+    timeout: bool = False
+    reset: bool = False
+    after_accept: bool = False
+    hang_s: float = 0.0
+
+
+@dataclass
+class SimConfig:
+    """Behaviour knobs. Times in seconds."""
+
+    receipt_delay_s: float = 0.0
+    undelivered_share: float = 0.0
+    query_per_minute: int = 3  # Infocloud query endpoints, per account
+    balance_interval_s: float = 15.0  # Infocloud residueValue/qry
+    tps_limit: int = 300  # Infocloud send throughput, calls per second
+    known_templates: tuple[str, ...] = ()  # empty: every template id exists
+    clock_skew_s: float = 60.0
+
+
+@dataclass
+class PendingReceipt:
+    ready_at: float
+    body: dict[str, Any]
+
+
+@dataclass
+class VendorCounters:
+    received: Counter[str] = field(default_factory=Counter)  # phone -> messages the vendor accepted
+    call_sizes: list[int] = field(default_factory=list)  # phones per accepted send call
+    requests: int = 0  # every HTTP request, rejected or not
+    answered_codes: Counter[str] = field(default_factory=Counter)
+
+
+class SimState:
+    """Thread-safe state of the simulator. One instance serves all vendors."""
+
+    def __init__(self, config: SimConfig | None = None, seed: int | None = None) -> None:
+        self.config = config or SimConfig()
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.vendors: dict[str, VendorCounters] = {}
+        self.faults: dict[str, FaultPlan] = {}
+        self.receipts: dict[str, deque[PendingReceipt]] = {}
+        self.inbound: dict[str, deque[dict[str, Any]]] = {}
+        self.windows: dict[str, deque[float]] = {}
+        self.seq = 0
+        self.last_accept_at = 0.0
+
+    # -- counters -----------------------------------------------------------------------------------
+
+    def counters(self, vendor: str) -> VendorCounters:
+        with self.lock:
+            return self.vendors.setdefault(vendor, VendorCounters())
+
+    def note_request(self, vendor: str) -> None:
+        with self.lock:
+            self.vendors.setdefault(vendor, VendorCounters()).requests += 1
+
+    def note_answer(self, vendor: str, code: str) -> None:
+        with self.lock:
+            self.vendors.setdefault(vendor, VendorCounters()).answered_codes[code] += 1
+
+    def next_id(self) -> int:
+        with self.lock:
+            self.seq += 1
+            return self.seq
+
+    def accept(
+        self,
+        vendor: str,
+        phones: Iterable[str],
+        make_receipt: Callable[[str, bool], dict[str, Any]] | None = None,
+    ) -> None:
+        """Count one accepted call and queue a receipt per phone (delivered unless the dice say not)."""
+        phones = list(phones)
+        now = time.time()
+        with self.lock:
+            counters = self.vendors.setdefault(vendor, VendorCounters())
+            counters.received.update(phones)
+            counters.call_sizes.append(len(phones))
+            self.last_accept_at = now
+            if make_receipt is None:
+                return
+            queue = self.receipts.setdefault(vendor, deque())
+            ready = now + self.config.receipt_delay_s
+            share = self.config.undelivered_share
+            for phone in phones:
+                delivered = share <= 0 or self.rng.random() >= share
+                queue.append(PendingReceipt(ready, make_receipt(phone, delivered)))
+
+    def take_receipts(self, vendor: str, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` receipts that are due, each returned once only."""
+        now = time.time()
+        out: list[dict[str, Any]] = []
+        with self.lock:
+            queue = self.receipts.setdefault(vendor, deque())
+            while queue and len(out) < limit and queue[0].ready_at <= now:
+                out.append(queue.popleft().body)
+        return out
+
+    def add_inbound(self, vendor: str, message: dict[str, Any]) -> None:
+        with self.lock:
+            self.inbound.setdefault(vendor, deque()).append(message)
+
+    def take_inbound(self, vendor: str, limit: int) -> list[dict[str, Any]]:
+        with self.lock:
+            queue = self.inbound.setdefault(vendor, deque())
+            return [queue.popleft() for _ in range(min(limit, len(queue)))]
+
+    def allow(self, key: str, limit: int, window_s: float) -> bool:
+        """Sliding-window check: at most ``limit`` events per ``window_s`` under ``key``."""
+        now = time.monotonic()
+        with self.lock:
+            window = self.windows.setdefault(key, deque())
+            while window and window[0] <= now - window_s:
+                window.popleft()
+            if len(window) >= limit:
+                return False
+            window.append(now)
+            return True
+
+    # -- faults -------------------------------------------------------------------------------------
+
+    def set_faults(self, vendor: str, plan: FaultPlan | None) -> None:
+        with self.lock:
+            if plan is None:
+                self.faults.pop(vendor, None)
+            else:
+                self.faults[vendor] = plan
+
+    async def before(self, vendor: str) -> Decision:
+        """Apply latency and roll the dice for one send call."""
+        with self.lock:
+            plan = self.faults.get(vendor)
+            if plan is None:
+                return Decision()
+            roll = self.rng.random()
+            pick = self.rng.choice(plan.codes) if plan.codes else None
+        if plan.latency_s:
+            await asyncio.sleep(plan.latency_s)
+        if pick is not None and roll < plan.code_rate:
+            return Decision(code=pick)
+        roll -= plan.code_rate
+        if roll < plan.timeout_rate:
+            return Decision(timeout=True, after_accept=plan.after_accept, hang_s=plan.hang_s)
+        roll -= plan.timeout_rate
+        if roll < plan.reset_rate:
+            return Decision(reset=True, after_accept=plan.after_accept)
+        return Decision()
+
+    @staticmethod
+    async def misbehave(decision: Decision) -> Response | None:
+        """Carry out a time-out (hold the answer), or return the response that drops the connection."""
+        if decision.timeout:
+            await asyncio.sleep(decision.hang_s)
+        return ResetResponse() if decision.reset else None
+
+    # -- reporting ----------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "last_accept_at": self.last_accept_at,
+                "config": asdict(self.config),
+                "vendors": {
+                    name: {
+                        "requests": c.requests,
+                        "calls": len(c.call_sizes),
+                        "max_call_size": max(c.call_sizes, default=0),
+                        "accepted": sum(c.received.values()),
+                        "phones": len(c.received),
+                        "max_per_phone": max(c.received.values(), default=0),
+                        "codes": dict(c.answered_codes),
+                        "pending_receipts": len(self.receipts.get(name, ())),
+                    }
+                    for name, c in self.vendors.items()
+                },
+            }
+
+    def reset(self) -> None:
+        with self.lock:
+            self.vendors.clear()
+            self.faults.clear()
+            self.receipts.clear()
+            self.inbound.clear()
+            self.windows.clear()
+            self.last_accept_at = 0.0
