@@ -1,0 +1,263 @@
+"""Xiaorui (小睿) adapter: smssend, smsreport (receipts), smsmo (replies), smsoverage (balance).
+
+Vendor document: shared/seeds/001_ea7bf1fee9755f8a.txt. Calls go through the Tencent Cloud market API
+gateway (``providers/market_gateway.py``); the vendor's own account and password travel in every
+form-encoded body with ``rt=json``. Quirks worth knowing:
+- Content-based: ``content`` is the rendered text (UTF-8), no template id.
+- ``mobile`` is comma-separated, at most 500 ("最多500个号码"), yet code 102 says "单次提交的号码数过多
+  (建议200以内)"; we never send more than ``batch_size`` (≤ 500) and refuse larger chunks ourselves.
+- One ``mid`` per phone in ``list`` with a per-phone ``result`` (0 = accepted).
+- ``status`` is a string in some answers (``"0"``) and a number in others (smsoverage: ``0``).
+- The inbound (MO) page-size field is spelled ``szie`` (10–1000); the receipt one ``size`` (10–10000).
+- The document does not say which ``stat`` means delivered; its example shows ``MA:0029`` (a gateway
+  error). We read ``DELIVRD`` (the CMPP value) as delivered, an empty/``UNKNOWN`` stat as unknown and
+  anything else as failed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict, deque
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import httpx
+
+from config.settings import XiaoruiSettings
+from providers.base import (
+    Balance,
+    Capabilities,
+    DeliveryState,
+    InboundMessage,
+    Provider,
+    Receipt,
+    RecipientOutcome,
+    SendRequest,
+    SendResult,
+    classify,
+)
+from providers.errors import (
+    AmbiguousError,
+    ConfigError,
+    ProviderError,
+    RequestRejectedError,
+    TransientError,
+)
+from providers.market_gateway import MarketGatewayAuth, gateway_error
+
+# Every code of the document's 返回码定义 table (the same table on all four endpoints).
+CODES: Mapping[str, type[ProviderError]] = {
+    "1": RequestRejectedError,  # 消息包格式错误: our request is malformed; resending it fails the same way
+    "2": ConfigError,  # IP鉴权错误: our egress IP is not whitelisted
+    "3": ConfigError,  # 账号密码不正确
+    "4": ConfigError,  # 版本号错误: protocol version; no request of ours can succeed until fixed
+    "5": RequestRejectedError,  # 其它错误: unexplained; not retried, as for any code we cannot interpret
+    "6": ConfigError,  # 接入点错误(如账户本身开的是CMPP接入): the account is set up for another protocol
+    "7": ConfigError,  # 账号状态异常(账号已停用)
+    "21": TransientError,  # 连接过多: too many concurrent connections, retry with backoff
+    # 100 系统内部错误, "e.g. a China Telecom number but no Telecom outlet on the account" or "模板不匹配
+    # (短信内容提交失败,请联系管理员进行配置)": both examples fail the same way on resend (this content or
+    # carrier is not configured); other numbers and texts still go through, so not a ConfigError.
+    "100": RequestRejectedError,
+    "102": RequestRejectedError,  # 单次提交的号码数过多: a bug of ours (we cap the batch), never retried
+}
+MESSAGES: Mapping[str, str] = {
+    "0": "鉴权成功",
+    "1": "消息包格式错误",
+    "2": "IP鉴权错误",
+    "3": "账号密码不正确",
+    "4": "版本号错误",
+    "5": "其它错误",
+    "6": "接入点错误",
+    "7": "账号状态异常",
+    "21": "连接过多",
+    "100": "系统内部错误",
+    "102": "单次提交的号码数过多",
+}
+SUCCESS = "0"
+DELIVERED = "DELIVRD"
+MAX_PHONES = 500
+RECEIPT_PAGE = (10, 10000)  # smsreport ``size``: default 1000
+INBOUND_PAGE = (10, 1000)  # smsmo ``szie``: default 1000
+_NUMBER = re.compile(r"-?\d+")
+
+
+def status_code(value: Any) -> str:
+    """The vendor's ``status``/``result`` as a string, whether it came as ``"0"``, ``0`` or ``0.0``.
+
+    ``""`` when it is missing or not a number at all (``null``, ``true``, a list, ``"ok"``): every code in
+    the document's table is a number, so anything else is an answer we cannot read.
+    """
+    if isinstance(value, bool):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        return value.strip()
+    return ""
+
+
+class XiaoruiProvider(Provider):
+    name: ClassVar[str] = "xiaorui"
+    capabilities: ClassVar[Capabilities] = Capabilities(batch_size=MAX_PHONES, template_based=False)
+
+    def __init__(
+        self,
+        settings: XiaoruiSettings,
+        client: httpx.Client,
+        *,
+        receipt_page: int = 1000,
+        inbound_page: int = 1000,
+    ) -> None:
+        super().__init__(client)
+        _check_range("receipt_page", receipt_page, RECEIPT_PAGE)
+        _check_range("inbound_page", inbound_page, INBOUND_PAGE)
+        self.settings = settings
+        self.batch_size = min(settings.batch_size, MAX_PHONES)
+        self.receipt_page = receipt_page
+        self.inbound_page = inbound_page
+        self._auth = MarketGatewayAuth.from_secrets(settings.secret_id, settings.secret_key)
+
+    def send(self, request: SendRequest) -> SendResult:
+        self._check_request(request)
+        body = {
+            "mobile": ",".join(request.phones),
+            "content": request.template.text,
+            "extno": self.settings.extno,
+        }
+        answer = self._call("/release/smssend", body)
+        items = answer.get("list")
+        if not isinstance(items, list) or (request.phones and not items):
+            # status 0 says the vendor took the call, but without per-phone results we cannot tell who.
+            raise AmbiguousError(
+                "xiaorui: status 0 without a per-phone list", provider=self.name, code="NO_LIST", raw=answer
+            )
+        return SendResult(self.name, _outcomes(request.phones, items), raw=answer)
+
+    def _check_request(self, request: SendRequest) -> None:
+        if len(request.phones) > self.batch_size:
+            raise RequestRejectedError(
+                f"xiaorui: {len(request.phones)} phones in one call, at most {self.batch_size}",
+                provider=self.name,
+                code="102",
+                text=MESSAGES["102"],
+            )
+        if not request.phones:
+            raise RequestRejectedError("xiaorui: no phones to send to", provider=self.name, code="1")
+        if not request.template.text:
+            raise RequestRejectedError("xiaorui: empty content", provider=self.name, code="1")
+
+    def poll_receipts(self) -> Sequence[Receipt]:
+        """Receipts not returned before (each comes once only), at most ``receipt_page`` per call."""
+        answer = self._call("/release/smsreport", {"size": str(self.receipt_page)})
+        return tuple(_receipt(item) for item in _items(answer))
+
+    def poll_inbound(self) -> Sequence[InboundMessage]:
+        """Replies (MO) not returned before, at most ``inbound_page`` per call."""
+        # The document spells the page-size field "szie" (sic); "size" is not what it reads here.
+        answer = self._call("/release/smsmo", {"action": "mo", "szie": str(self.inbound_page)})
+        return tuple(
+            InboundMessage(
+                provider=self.name,
+                phone=str(item.get("mobile", "")),
+                content=str(item.get("content", "")),
+                at=str(item.get("time", "")),
+                ext=str(item.get("accessCode", "")),
+                raw=item,
+            )
+            for item in _items(answer)
+        )
+
+    def balance(self) -> Sequence[Balance]:
+        """The account balance; negative on a post-paid (``POSTCHARGE``) account, as in the document."""
+        answer = self._call("/release/smsoverage", {"action": "balance"})
+        try:
+            value = float(answer.get("balance", 0))
+        except (TypeError, ValueError):
+            raise _malformed("balance is not a number", answer) from None
+        return (Balance(self.name, str(answer.get("chargeType") or "balance"), value, raw=answer),)
+
+    def _call(self, path: str, fields: Mapping[str, str]) -> dict[str, Any]:
+        body = {
+            "account": self.settings.account.get_secret_value(),
+            "password": self.settings.password.get_secret_value(),
+            "rt": "json",
+            **fields,
+        }
+        response = self._post(self.settings.base_url + path, data=body, auth=self._auth)
+        if (refused := gateway_error(self.name, response)) is not None:
+            raise refused
+        answer = self._json(response)
+        if not isinstance(answer, dict) or not (code := status_code(answer.get("status"))):
+            # Unreadable, like a body that is not JSON: on HTTP 2xx a send may have been acted on (ambiguous).
+            raise self.malformed(response)
+        if code != SUCCESS:
+            raise classify(self.name, code, MESSAGES.get(code, ""), CODES, answer)
+        return answer
+
+
+def _outcomes(phones: Sequence[str], items: list[Any]) -> tuple[RecipientOutcome, ...]:
+    """One outcome per phone we sent, matched by ``mobile`` (in order, should a phone repeat)."""
+    by_phone: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
+    for item in items:
+        if isinstance(item, dict):
+            by_phone[str(item.get("mobile", ""))].append(item)
+    outcomes = []
+    for phone in phones:
+        if not by_phone[phone]:
+            # Absent from an accepted call's list: recorded as failed, never resent (it may have gone out).
+            outcomes.append(RecipientOutcome(phone, False, code="NO_RESULT", text="not in the vendor's list"))
+            continue
+        item = by_phone[phone].popleft()
+        result = status_code(item.get("result"))
+        mid = str(item.get("mid") or "")
+        if not result:  # an accepted call, but this phone's result is unreadable: failed, never resent
+            outcomes.append(RecipientOutcome(phone, False, mid, "MALFORMED", "unreadable per-phone result"))
+        elif result == SUCCESS:
+            outcomes.append(RecipientOutcome(phone, True, mid, result))
+        else:
+            outcomes.append(RecipientOutcome(phone, False, mid, result, MESSAGES.get(result, "refused")))
+    return tuple(outcomes)
+
+
+def _receipt(item: dict[str, Any]) -> Receipt:
+    stat = str(item.get("stat") or "")
+    if stat == DELIVERED:
+        state = DeliveryState.DELIVERED
+    elif stat in ("", "UNKNOWN"):
+        state = DeliveryState.UNKNOWN
+    else:
+        state = DeliveryState.FAILED
+    return Receipt(
+        provider=XiaoruiProvider.name,
+        phone=str(item.get("mobile", "")),
+        state=state,
+        code=stat,
+        vendor_id=str(item.get("mid", "")),
+        at=str(item.get("time", "")),
+        raw=item,
+    )
+
+
+def _items(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The answer's ``list``; ``null`` or ``[]`` means nothing new (the document's own example)."""
+    items = answer.get("list")
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise _malformed("list is not a list", answer)
+    return [item for item in items if isinstance(item, dict)]
+
+
+def _malformed(what: str, answer: Any) -> TransientError:
+    """A query answer (receipts, replies, balance) we cannot read: transient, asking again sends nothing."""
+    return TransientError(
+        f"xiaorui: malformed answer: {what}", provider=XiaoruiProvider.name, code="MALFORMED", raw=answer
+    )
+
+
+def _check_range(name: str, value: int, bounds: tuple[int, int]) -> None:
+    if not bounds[0] <= value <= bounds[1]:
+        raise ValueError(f"{name} must be within {bounds[0]}..{bounds[1]}, not {value}")

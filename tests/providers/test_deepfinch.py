@@ -1,0 +1,264 @@
+"""Deepfinch adapter: the document's own bodies via a MockTransport, then round trips with the simulator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from config.settings import DeepfinchSettings, Settings
+from providers.base import RenderedTemplate, SendRequest
+from providers.deepfinch import CODES, HTTP_STATUS, DeepfinchProvider, content_pairs
+from providers.errors import (
+    AmbiguousError,
+    ConfigError,
+    ProviderError,
+    RateLimitedError,
+    RequestRejectedError,
+    TransientError,
+    UnsupportedFeature,
+)
+from providers.market_gateway import verify
+from providers.simulator.core import FaultPlan
+from providers.simulator.server import SimulatorServer
+
+# -- the document's example answers (shared/seeds/000_56fc09760ff8ebc1.txt), verbatim -------------------
+
+DOC_OK = """{
+  "request_id": "TID8bf47ab6eda64476973cc5f5b6ebf57e",
+  "status": "OK"
+}"""
+DOC_FAIL = """{
+    "status": "INVALID_ARGUMENT",
+    "reason": "content mismatch",
+    "request_id": "TID2b540d5a7f1f44dca8b504a449b3061f"
+}"""
+# Every status the document names (its examples and its 返回码定义 table) and the class we mean for it.
+DOCUMENTED: dict[str, type[ProviderError] | None] = {
+    "OK": None,
+    "INVALID_ARGUMENT": RequestRejectedError,
+    "DETECTION_FAILED": RequestRejectedError,  # 400 核验测失败
+    "RATE_LIMIT_EXCEEDED": RateLimitedError,  # 403 调用频率超出限额
+    "INTERNAL_ERROR": TransientError,  # 500 服务器内部错误
+}
+DOC_HTTP = {400: "DETECTION_FAILED", 403: "RATE_LIMIT_EXCEEDED", 500: "INTERNAL_ERROR"}
+PHONE = "13800138000"
+SETTINGS = DeepfinchSettings.model_validate(
+    {"base_url": "https://deepfinch.test", "secret_id": "AKIDtest", "secret_key": "test-secret-key"}
+)
+NAMES = ("code", "expire_at")
+TPL_0001 = RenderedTemplate("TPL_0001", params=("1234", "5"), names=NAMES)
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def request_for(*phones: str, template: RenderedTemplate = TPL_0001) -> SendRequest:
+    return SendRequest(phones=phones or (PHONE,), template=template)
+
+
+class Recorder:
+    """A MockTransport handler answering ``body`` with ``status`` and keeping the requests."""
+
+    def __init__(self, body: str, status: int = 200, headers: dict[str, str] | None = None) -> None:
+        self.body = body
+        self.status = status
+        self.headers = {"content-type": "application/json", **(headers or {})}
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return httpx.Response(self.status, text=self.body, headers=self.headers)
+
+    def form(self) -> dict[str, str]:
+        parsed = parse_qs(self.requests[-1].content.decode(), keep_blank_values=True)
+        return {key: values[0] for key, values in parsed.items()}
+
+
+def provider_for(handler: Handler) -> DeepfinchProvider:
+    return DeepfinchProvider(SETTINGS, httpx.Client(transport=httpx.MockTransport(handler)))
+
+
+# -- send --------------------------------------------------------------------------------------------
+
+
+def test_send_posts_the_documented_form_and_reads_the_request_id() -> None:
+    recorder = Recorder(DOC_OK)
+    result = provider_for(recorder).send(request_for())
+    sent = recorder.requests[0]
+    assert (sent.method, str(sent.url)) == ("POST", "https://deepfinch.test/release/data/send_sms")
+    assert sent.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert recorder.form() == {
+        "phone_number": PHONE, "template_id": "TPL_0001", "content": "code:1234,expire_at:5"
+    }
+    verify(sent.headers, "AKIDtest", "test-secret-key", max_skew_s=60)
+    (outcome,) = result.outcomes
+    assert (outcome.phone, outcome.accepted, outcome.vendor_id, outcome.code) == (
+        PHONE, True, "TID8bf47ab6eda64476973cc5f5b6ebf57e", "OK",
+    )
+    assert result.batch_id == "TID8bf47ab6eda64476973cc5f5b6ebf57e"
+    assert result.raw == json.loads(DOC_OK)
+
+
+@pytest.mark.parametrize("http_status", [200, 400])
+def test_the_documents_failure_example_is_a_rejected_request(http_status: int) -> None:
+    with pytest.raises(RequestRejectedError) as raised:
+        provider_for(Recorder(DOC_FAIL, http_status)).send(request_for())
+    assert type(raised.value) is RequestRejectedError
+    assert (raised.value.code, raised.value.text) == ("INVALID_ARGUMENT", "content mismatch")
+    assert raised.value.raw == json.loads(DOC_FAIL)
+    assert PHONE not in str(raised.value)
+
+
+def test_every_documented_status_is_classified_as_intended() -> None:
+    assert set(CODES) | {"OK"} == set(DOCUMENTED)
+    assert dict(HTTP_STATUS) == DOC_HTTP
+    for status, cls in DOCUMENTED.items():
+        if cls is not None:
+            assert CODES[status] is cls, status
+
+
+@pytest.mark.parametrize(("http_status", "status"), sorted(DOC_HTTP.items()))
+def test_each_documented_http_error_raises_its_class(http_status: int, status: str) -> None:
+    body = json.dumps({"status": status, "reason": "r", "request_id": "TID1"})
+    with pytest.raises(ProviderError) as raised:
+        provider_for(Recorder(body, http_status)).send(request_for())
+    assert type(raised.value) is DOCUMENTED[status]
+    assert raised.value.code == status  # the vendor's status, even for the 500 the base class reads first
+
+
+@pytest.mark.parametrize(("http_status", "status"), sorted(DOC_HTTP.items()))
+def test_a_documented_http_error_without_a_body_still_classifies(http_status: int, status: str) -> None:
+    with pytest.raises(ProviderError) as raised:
+        provider_for(Recorder("", http_status)).send(request_for())
+    assert type(raised.value) is DOCUMENTED[status]
+
+
+def test_rate_limit_keeps_the_retry_after_hint() -> None:
+    body = json.dumps({"status": "RATE_LIMIT_EXCEEDED", "request_id": "TID1"})
+    with pytest.raises(RateLimitedError) as raised:
+        provider_for(Recorder(body, 403, {"Retry-After": "7"})).send(request_for())
+    assert raised.value.retry_after_s == 7.0
+
+
+@pytest.mark.parametrize(
+    ("body", "http_status", "error", "code"),
+    [
+        ('{"message": "HMAC signature does not match"}', 403, ConfigError, "GATEWAY_403"),
+        ('{"message": "HMAC signature cannot be verified"}', 401, ConfigError, "GATEWAY_401"),
+        # Unreadable on HTTP 2xx: the vendor may have sent the message, so ambiguous (never resent).
+        ("<html>oops</html>", 200, AmbiguousError, "MALFORMED"),
+        ("{}", 200, AmbiguousError, "MALFORMED"),
+        ("", 200, AmbiguousError, "MALFORMED"),
+        ('["OK"]', 200, AmbiguousError, "MALFORMED"),
+        ('{"status": null, "request_id": "TID1"}', 200, AmbiguousError, "MALFORMED"),
+        ('{"status": 0, "request_id": "TID1"}', 200, AmbiguousError, "MALFORMED"),
+        # Unreadable on a status the document does not pair with one: the vendor did not take it.
+        ("<html>not found</html>", 404, TransientError, "MALFORMED"),
+        ("{}", 404, TransientError, "MALFORMED"),
+        ('{"status": "NEW_THING"}', 200, RequestRejectedError, "NEW_THING"),  # unknown: never retried
+        ("", 502, TransientError, "HTTP502"),
+    ],
+)
+def test_gateway_malformed_and_unknown_answers(
+    body: str, http_status: int, error: type[ProviderError], code: str
+) -> None:
+    recorder = Recorder(body, http_status)
+    with pytest.raises(error) as raised:
+        provider_for(recorder).send(request_for())
+    assert (type(raised.value), raised.value.code) == (error, code)
+    assert len(recorder.requests) == 1  # never resent by the adapter
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        request_for(PHONE, "13800138001"),
+        request_for(template=RenderedTemplate("TPL_0001", ("1234",), NAMES)),
+        request_for(template=RenderedTemplate("TPL_0001", ("12,34", "5"), NAMES)),
+        request_for(template=RenderedTemplate("TPL_0001", ("1234", "5:00"), NAMES)),
+        request_for(template=RenderedTemplate("", ("1234",), ("code",))),
+    ],
+    ids=["two-phones", "count-mismatch", "comma-in-value", "colon-in-value", "no-template"],
+)
+def test_unsendable_requests_are_refused_before_any_call(request_: SendRequest) -> None:
+    recorder = Recorder(DOC_OK)
+    with pytest.raises(RequestRejectedError):
+        provider_for(recorder).send(request_)
+    assert recorder.requests == []
+
+
+def test_content_pairs() -> None:
+    assert content_pairs(("code", "expire_at"), ("1234", "5")) == "code:1234,expire_at:5"
+    assert content_pairs((), ()) == ""
+
+
+def test_no_pull_operations() -> None:
+    provider = provider_for(Recorder(DOC_OK))
+    for operation in (provider.poll_receipts, provider.poll_inbound, provider.balance):
+        with pytest.raises(UnsupportedFeature):
+            operation()
+
+
+# -- round trips with the simulator over HTTP ----------------------------------------------------------
+
+
+def sim_provider(demo_sim: SimulatorServer, settings: Settings, **update: Any) -> DeepfinchProvider:
+    section = settings.deepfinch.model_copy(update={"base_url": demo_sim.url, **update})
+    return DeepfinchProvider(section, httpx.Client(timeout=5.0))
+
+
+def test_round_trip_send(demo_sim: SimulatorServer, demo_settings: Settings) -> None:
+    result = sim_provider(demo_sim, demo_settings).send(request_for())
+    (outcome,) = result.outcomes
+    assert outcome.accepted and outcome.vendor_id.startswith("TID")
+    assert demo_sim.state.counters("deepfinch").received == {PHONE: 1}
+
+
+@pytest.mark.parametrize(
+    ("request_", "reason"),
+    [
+        (request_for(template=RenderedTemplate("TPL_0001", ("1234",), ("code",))), "content mismatch"),
+        (request_for("12345"), "invalid phone_number"),
+    ],
+)
+def test_round_trip_invalid_argument(
+    demo_sim: SimulatorServer, demo_settings: Settings, request_: SendRequest, reason: str
+) -> None:
+    with pytest.raises(RequestRejectedError) as raised:
+        sim_provider(demo_sim, demo_settings).send(request_)
+    assert (raised.value.code, raised.value.text) == ("INVALID_ARGUMENT", reason)
+    assert demo_sim.state.counters("deepfinch").received == {}
+
+
+def test_round_trip_bad_secret_is_a_gateway_refusal(
+    demo_sim: SimulatorServer, demo_settings: Settings
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        sim_provider(demo_sim, demo_settings, secret_key=SecretStr("wrong")).send(request_for())
+    assert raised.value.code == "GATEWAY_403"
+    assert demo_sim.state.counters("deepfinch").received == {}
+
+
+@pytest.mark.parametrize("status", sorted(CODES))
+def test_round_trip_injected_statuses(
+    demo_sim: SimulatorServer, demo_settings: Settings, status: str
+) -> None:
+    demo_sim.state.set_faults("deepfinch", FaultPlan(codes=(status,), code_rate=1.0))
+    with pytest.raises(ProviderError) as raised:
+        sim_provider(demo_sim, demo_settings).send(request_for())
+    assert (type(raised.value), raised.value.code) == (DOCUMENTED[status], status)
+    assert demo_sim.state.counters("deepfinch").received == {}
+
+
+@pytest.mark.parametrize(("after_accept", "received"), [(False, {}), (True, {PHONE: 1})])
+def test_round_trip_reset_is_ambiguous(
+    demo_sim: SimulatorServer, demo_settings: Settings, after_accept: bool, received: dict[str, int]
+) -> None:
+    demo_sim.state.set_faults("deepfinch", FaultPlan(reset_rate=1.0, after_accept=after_accept))
+    with pytest.raises(AmbiguousError):
+        sim_provider(demo_sim, demo_settings).send(request_for())
+    assert demo_sim.state.counters("deepfinch").received == received
