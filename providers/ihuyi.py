@@ -1,0 +1,253 @@
+"""Ihuyi (互亿无线) adapter: Submit (one number a call, rendered text) and GetNum (balance).
+
+Vendor document: shared/seeds/003_d1ebdae77096c094.txt; the dynamic password and GetNum come from the
+vendor's v3.3 API document (digested in shared/VENDORS.md). Quirks worth knowing:
+- One endpoint, ``/webservice/sms.php``, the operation in ``method=`` (Submit, GetNum); form fields.
+- Answers are XML unless ``format=json`` is sent; ``code`` is 2 on success (a number in the JSON) and
+  ``smsid`` is ``"0"`` on failure.
+- ``password`` is the APIKEY itself, or a dynamic ``md5(account + apikey + mobile + content + time)``
+  (lowercase hex, UTF-8) with ``time`` a 10-digit unix time; GetNum signs ``md5(account + apikey + time)``.
+- A dynamic password expires (40501). The vendor refused that request, so regenerating the password
+  with a fresh ``time`` and resending once cannot send twice.
+- ``content`` is at most 300 characters (4073, longer messages are billed as several) and must hold no
+  emoji (4074): both are refused here before any call.
+- Per-number limits: 1 a second (4080), 5 a day (4082), 5 verification codes (4085), blacklisted past
+  20 (408). Those are about the number, so they come back as refused outcomes, not exceptions.
+- Receipts and replies are push-only (form POST, answered with the literal ``success``): no pull here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import httpx
+
+from config.settings import IhuyiSettings
+from providers.base import (
+    Balance,
+    Capabilities,
+    Provider,
+    RecipientOutcome,
+    SendRequest,
+    SendResult,
+    classify,
+)
+from providers.errors import (
+    BalanceError,
+    ConfigError,
+    ProviderError,
+    RateLimitedError,
+    RequestRejectedError,
+    TransientError,
+)
+
+PATH = "/webservice/sms.php"
+SUCCESS = "2"
+EXPIRED = "40501"
+MAX_CONTENT_CHARS = 300
+
+# Every code in the document's code/msg table except 2 (提交成功).
+CODES: Mapping[str, type[ProviderError]] = {
+    # 0 提交失败 names no cause, and the vendor says it did not take the message: retrying (bounded, with
+    # backoff) cannot send twice; the specific causes all have codes of their own.
+    "0": TransientError,
+    "400": ConfigError,  # 非法ip访问: our egress IP
+    "401": ConfigError,  # 帐号不能为空: settings.account
+    "402": ConfigError,  # 密码不能为空: settings.api_key
+    "403": RequestRejectedError,  # 手机号码不能为空
+    "4030": RequestRejectedError,  # 手机号码已被列入黑名单 (per number, see PER_NUMBER)
+    "404": RequestRejectedError,  # 短信内容不能为空
+    "405": ConfigError,  # API ID 或 API KEY 不正确
+    "4050": ConfigError,  # 账号被冻结
+    # 40501 动态密码已过期: met only after the one fresh retry also expired, i.e. our clock is off the
+    # vendor's: every call fails until it is fixed, so the provider is unhealthy.
+    "40501": ConfigError,
+    "40502": ConfigError,  # 动态密码校验失败: the APIKEY is wrong
+    "4051": BalanceError,  # 剩余条数不足
+    "4052": ConfigError,  # 访问 ip 与备案 ip 不符
+    "406": RequestRejectedError,  # 手机格式不正确
+    "407": RequestRejectedError,  # 短信内容含有敏感字符
+    # 4070-4072 签名格式不正确, 4075 签名未通过审核: the signature is account setup, as Tencent's 1012.
+    "4070": ConfigError,
+    "4071": ConfigError,
+    "4072": ConfigError,
+    "40722": RequestRejectedError,  # 变量内容超过指定的长度
+    "4073": RequestRejectedError,  # 短信内容超出长度限制
+    "4074": RequestRejectedError,  # 短信内容包含 emoji 符号
+    "4075": ConfigError,
+    "408": RequestRejectedError,  # 发送超限, 已加入黑名单 (per number)
+    "4080": RateLimitedError,  # 同一手机号码同一秒钟之内发送频率不能超过 1 条
+    "4082": RequestRejectedError,  # 超出同一手机号一天之内【5】条短信限制 (per number)
+    "4085": RequestRejectedError,  # 同一手机号验证码短信发送超出【5】条 (per number)
+}
+
+# Codes about the number of the call, not the request: a refused outcome for that phone.
+PER_NUMBER: frozenset[str] = frozenset({"4030", "408", "4082", "4085"})
+RETRY_AFTER_S: Mapping[str, float] = {"4080": 1.0}
+
+_MAINLAND = re.compile(r"1[3-9]\d{9}")
+_CODE = re.compile(r"\d+")
+# What we refuse as emoji (4074). The vendor does not define its set, so we take Unicode's: characters
+# shown as emoji by default (Emoji_Presentation: the pictograph planes U+1F000-U+1FAFF and the few BMP
+# symbols such as U+2B50 star or U+2705 check mark) plus the emoji selector U+FE0F and the keycap U+20E3.
+# Text symbols such as ★ ☆ ☀ ♥ (common in Chinese SMS, and in GB2312) still pass.
+_EMOJI = re.compile(
+    "[\U0001f000-\U0001faff\ufe0f\u20e3\u231a\u231b\u23e9-\u23ec\u23f0\u23f3\u25fd\u25fe\u2614\u2615"
+    "\u2648-\u2653\u267f\u2693\u26a1\u26aa\u26ab\u26bd\u26be\u26c4\u26c5\u26ce\u26d4\u26ea\u26f2"
+    "\u26f3\u26f5\u26fa\u26fd\u2705\u270a\u270b\u2728\u274c\u274e\u2753-\u2755\u2757\u2795-\u2797"
+    "\u27b0\u27bf\u2b1b\u2b1c\u2b50\u2b55]"
+)
+
+
+def md5_hex(text: str) -> str:
+    """Lowercase hex MD5 of ``text`` in UTF-8 (the vendor's dynamic-password hash)."""
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def submit_password(account: str, api_key: str, mobile: str, content: str, at: str) -> str:
+    """Dynamic password for Submit: ``md5(account + apikey + mobile + content + time)``."""
+    return md5_hex(account + api_key + mobile + content + at)
+
+
+def balance_password(account: str, api_key: str, at: str) -> str:
+    """Dynamic password for GetNum: ``md5(account + apikey + time)``."""
+    return md5_hex(account + api_key + at)
+
+
+def find_emoji(text: str) -> str | None:
+    """The first character of ``text`` the vendor refuses as emoji, or None."""
+    match = _EMOJI.search(text)
+    return match.group() if match else None
+
+
+def content_problem(content: str) -> tuple[str, str] | None:
+    """``(vendor code, reason)`` when Ihuyi would refuse ``content``; None when it is fine."""
+    if not content:
+        return "404", "content is empty"
+    if len(content) > MAX_CONTENT_CHARS:
+        return "4073", f"content is {len(content)} characters, at most {MAX_CONTENT_CHARS}"
+    emoji = find_emoji(content)
+    if emoji is not None:
+        return "4074", f"content holds an emoji (U+{ord(emoji):04X}), which the vendor refuses"
+    return None
+
+
+class IhuyiProvider(Provider):
+    name: ClassVar[str] = "ihuyi"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        batch_size=1, template_based=False, max_content_chars=MAX_CONTENT_CHARS
+    )
+
+    def __init__(
+        self, settings: IhuyiSettings, client: httpx.Client, clock: Callable[[], float] = time.time
+    ) -> None:
+        super().__init__(client)
+        self.settings = settings
+        self._api_key = settings.api_key.get_secret_value()
+        self._clock = clock
+
+    def send(self, request: SendRequest) -> SendResult:
+        phone, content = self._check(request)
+        code, answer = self._call("Submit", self._submit_form(phone, content))
+        if code == EXPIRED and self.settings.dynamic_password:
+            code, answer = self._call("Submit", self._submit_form(phone, content))  # fresh time, new password
+        text = str(answer.get("msg") or "")
+        if code == SUCCESS:
+            outcome = RecipientOutcome(phone, True, str(answer.get("smsid") or ""), code, text)
+        elif code in PER_NUMBER:
+            outcome = RecipientOutcome(phone, False, "", code, text)
+        else:
+            raise self._error(code, text, answer)
+        return SendResult(self.name, (outcome,), raw=answer)
+
+    def balance(self) -> Sequence[Balance]:
+        """Messages left on the account (GetNum ``num``)."""
+        form = {"account": self.settings.account, "password": self._api_key, "format": "json"}
+        if self.settings.dynamic_password:
+            at = self._time()
+            form["password"] = balance_password(self.settings.account, self._api_key, at)
+            form["time"] = at
+        code, answer = self._call("GetNum", form)
+        if code != SUCCESS:
+            raise self._error(code, str(answer.get("msg") or ""), answer)
+        num = _number(answer.get("num"))
+        if num is None:
+            raise TransientError(
+                "ihuyi: GetNum answer without a number", provider=self.name, code="MALFORMED", raw=answer
+            )
+        return (Balance(self.name, "sms", num, raw=answer),)
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    def _check(self, request: SendRequest) -> tuple[str, str]:
+        """The one phone and the content, refused here if the vendor would refuse them."""
+        if len(request.phones) != 1:
+            raise RequestRejectedError(
+                f"ihuyi: Submit takes one number a call, got {len(request.phones)}", provider=self.name
+            )
+        phone, content = request.phones[0], request.template.text
+        if not _MAINLAND.fullmatch(phone):
+            raise RequestRejectedError(
+                "ihuyi: mobile: only mainland mobiles (11 digits)", provider=self.name, code="406"
+            )
+        problem = content_problem(content)
+        if problem is not None:
+            raise RequestRejectedError(f"ihuyi: {problem[1]}", provider=self.name, code=problem[0])
+        return phone, content
+
+    def _submit_form(self, phone: str, content: str) -> dict[str, str]:
+        form = {
+            "account": self.settings.account,
+            "password": self._api_key,
+            "mobile": phone,
+            "content": content,
+            "format": "json",
+        }
+        if self.settings.dynamic_password:
+            at = self._time()
+            form["password"] = submit_password(self.settings.account, self._api_key, phone, content, at)
+            form["time"] = at
+        return form
+
+    def _time(self) -> str:
+        return str(int(self._clock()))
+
+    def _call(self, method: str, form: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
+        """POST and read ``code``: ``(code, answer)``. An answer without a numeric ``code`` (XML, say) is
+        ``malformed`` (on HTTP 2xx a Submit may have been acted on: ambiguous, never resent)."""
+        response = self._post(self.settings.base_url + PATH, params={"method": method}, data=form)
+        answer = self._json(response)
+        if not isinstance(answer, dict) or not (code := answer_code(answer.get("code"))):
+            raise self.malformed(response)
+        return code, answer
+
+    def _error(self, code: str, text: str, answer: Any) -> ProviderError:
+        error = classify(self.name, code, text, CODES, answer)
+        if isinstance(error, RateLimitedError):
+            error.retry_after_s = RETRY_AFTER_S.get(code)
+        return error
+
+
+def answer_code(value: Any) -> str:
+    """``code`` as a string (``2``, ``"4080"``); ``""`` when missing or not a number (``null``, ``true``)."""
+    if isinstance(value, bool):
+        return ""
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and _CODE.fullmatch(value.strip()):
+        return value.strip()
+    return ""
+
+
+def _number(value: Any) -> float | None:
+    """``num`` as a float (the JSON has it as a number or a string); None if it is neither."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
