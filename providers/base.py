@@ -182,16 +182,22 @@ class Provider:
         return response
 
     def _json(self, response: httpx.Response) -> Any:
-        """Parse a JSON answer; a malformed one is transient (it was not an answer we can act on)."""
+        """Parse a JSON answer. A malformed one is ``malformed(response)``."""
         try:
             return response.json()
         except ValueError as exc:
-            raise TransientError(
-                f"{self.name}: malformed answer (HTTP {response.status_code})",
-                provider=self.name,
-                code="MALFORMED",
-                text=response.text[:200],
-            ) from exc
+            raise self.malformed(response) from exc
+
+    def malformed(self, response: httpx.Response) -> ProviderError:
+        """An answer we cannot read. On HTTP 2xx the vendor may have acted on the request (ambiguous: never
+        resent); otherwise it did not (transient)."""
+        cls = AmbiguousError if response.is_success else TransientError
+        return cls(
+            f"{self.name}: malformed answer (HTTP {response.status_code})",
+            provider=self.name,
+            code="MALFORMED",
+            text=response.text[:200],
+        )
 
 
 def classify(

@@ -141,8 +141,10 @@ class InfocloudProvider(Provider):
                 code="60008",
             )
         path, body = self._send_body(request)
-        answer = self._call(path, body)
+        answer, response = self._call(path, body)
         data = answer.get("data") or {}
+        if not isinstance(data, dict):
+            raise self.malformed(response)
         msg_id = str(data.get("msgId") or data.get("msgid") or "")
         refused = _split_phones(data.get("failPhones"))
         desc = str(data.get("desc") or "")
@@ -174,7 +176,10 @@ class InfocloudProvider(Provider):
 
     def poll_receipts(self) -> Sequence[Receipt]:
         """One page (at most 600) of receipts not returned before. Counts against 3 queries a minute."""
-        answer = self._call("/sms/arriveRes/qry", {})
+        answer, response = self._call("/sms/arriveRes/qry", {})
+        items = answer.get("data") or []
+        if not isinstance(items, list):
+            raise self.malformed(response)
         return tuple(
             Receipt(
                 provider=self.name,
@@ -186,28 +191,27 @@ class InfocloudProvider(Provider):
                 at=str(item.get("arriveTime", "")),
                 raw=item,
             )
-            for item in answer.get("data") or ()
+            for item in items
+            if isinstance(item, dict)
         )
 
     def balance(self) -> Sequence[Balance]:
-        answer = self._call("/sms/residueValue/qry", {})
+        answer, _ = self._call("/sms/residueValue/qry", {})
         return tuple(
             Balance(self.name, str(item.get("itemName", "")), float(item.get("residueValue", 0)), raw=item)
             for item in answer.get("data") or ()
         )
 
-    def _call(self, path: str, body: Mapping[str, str]) -> dict[str, Any]:
+    def _call(self, path: str, body: Mapping[str, str]) -> tuple[dict[str, Any], httpx.Response]:
         response = self._post(self.settings.base_url + path, json=body, auth=self._auth)
         answer = self._json(response)
-        if not isinstance(answer, dict) or "code" not in answer:
-            raise TransientError(
-                f"infocloud: answer without a code (HTTP {response.status_code})",
-                provider=self.name, code="MALFORMED", text=response.text[:200],
-            )
-        code = str(answer["code"])
-        if code != SUCCESS:
-            raise classify(self.name, code, str(answer.get("message") or answer.get("msg") or ""), CODES, answer)
-        return answer
+        code = answer.get("code") if isinstance(answer, dict) else None
+        if isinstance(code, bool) or not isinstance(code, int | str) or not str(code).lstrip("-").isdigit():
+            raise self.malformed(response)
+        if str(code) != SUCCESS:
+            text = str(answer.get("message") or answer.get("msg") or "")
+            raise classify(self.name, str(code), text, CODES, answer)
+        return answer, response
 
 
 def _json(value: Any) -> str:

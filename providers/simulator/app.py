@@ -27,16 +27,7 @@ def vendor_sims(settings: Settings, state: SimState) -> dict[str, Any]:
     Each vendor module under ``providers/simulator/`` has ``build(state, settings)`` returning an
     object with ``routes()``.
     """
-    sims: dict[str, Any] = {}
-    for name in PROVIDERS:
-        try:
-            module = importlib.import_module(f"providers.simulator.{name}")
-        except ModuleNotFoundError as exc:  # TEMPORARY while the other vendors are being added
-            if exc.name != f"providers.simulator.{name}":
-                raise
-            continue
-        sims[name] = module.build(state, settings)
-    return sims
+    return {name: importlib.import_module(f"providers.simulator.{name}").build(state, settings) for name in PROVIDERS}
 
 
 def build_app(settings: Settings, state: SimState | None = None) -> Starlette:

@@ -1,0 +1,120 @@
+"""Scheduled work on ``sms.poll``: receipts at each vendor's allowed cadence, long deferrals, the settle sweep."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+
+import structlog
+from celery import Task
+
+from config.settings import Settings, get_settings
+from providers.base import DeliveryState, Receipt
+from providers.errors import ProviderError, RateLimitedError
+from tasks.dispatch import AMBIGUOUS, event
+from worker.app import app
+from worker.limits import try_window
+from worker.registry import get_provider
+from worker.store import Keys, State, Store, get_redis, now_ms, pack, script
+
+log = structlog.get_logger(__name__)
+MAX_PAGES = 50  # per run; beat calls again
+
+
+@app.task(bind=True, name="tasks.poll.poll_receipts")
+def poll_receipts(self: Task, provider: str = "infocloud") -> int:
+    """Pull receipts while full pages come back, within the vendor's query cadence. Returns receipts applied."""
+    settings = get_settings()
+    client = get_redis(settings)
+    adapter = get_provider(provider, settings)
+    page = settings.infocloud.receipt_page_size
+    applied = 0
+    for _ in range(MAX_PAGES):
+        if try_window(client, f"{provider}:query", settings.infocloud.query_per_minute, 60.0):
+            break  # the cadence is used up: the next beat tick goes on
+        try:
+            receipts = adapter.poll_receipts()
+        except RateLimitedError:
+            break
+        except ProviderError as exc:
+            log.warning("receipt poll failed", provider=provider, code=exc.code, error=str(exc))
+            break
+        applied += apply_receipts(Store(client, settings), provider, receipts)
+        if len(receipts) < page:
+            break
+    return applied
+
+
+def apply_receipts(store: Store, provider: str, receipts: Sequence[Receipt]) -> int:
+    """Move each receipt's recipient from submitted to delivered or failed. Returns how many moved."""
+    by_message: dict[str, list[Receipt]] = defaultdict(list)
+    for receipt in receipts:
+        message_id = _message_of(store, provider, receipt)
+        if message_id:
+            by_message[message_id].append(receipt)
+        else:
+            log.info("receipt for an unknown message", provider=provider, phone=receipt.phone)
+    moved = 0
+    apply = script(store.r, "apply_receipts")
+    for message_id, items in by_message.items():
+        args: list[str | int] = [now_ms()]
+        for r in items:
+            state = State.DELIVERED if r.state is DeliveryState.DELIVERED else State.FAILED
+            args += [r.phone, state.value, r.code]
+        changed: list[str] = apply(keys=[Keys.recipients(message_id)], args=args)
+        moved += len(changed) // 2
+        store.write(message_id, {}, _receipt_events(message_id, provider, changed))
+    return moved
+
+
+def _message_of(store: Store, provider: str, receipt: Receipt) -> str | None:
+    if receipt.bid and "." in receipt.bid:
+        return receipt.bid.rsplit(".", 1)[0]  # our bid is "<message id>.<chunk>"
+    key = receipt.batch_id or receipt.vendor_id
+    return store.message_for_batch(provider, key) if key else None
+
+
+def _receipt_events(message_id: str, provider: str, changed: Sequence[str]) -> list[dict[str, str]]:
+    groups: dict[str, list[str]] = defaultdict(list)
+    for phone, state in zip(changed[::2], changed[1::2], strict=True):
+        groups[state].append(phone)
+    return [event(message_id, state, provider, phones, "receipt") for state, phones in groups.items()]
+
+
+@app.task(name="tasks.poll.release_deferred")
+def release_deferred(limit: int = 500) -> int:
+    """Queue the chunk retries whose long wait is over (kept in Redis, not as Celery countdowns)."""
+    from tasks.send import dispatch_chunk
+
+    client = get_redis()
+    due = client.zrangebyscore(Keys.deferred, 0, now_ms(), start=0, num=limit)
+    released = 0
+    for entry in due:
+        if client.zrem(Keys.deferred, entry):  # only the worker that removes it queues it
+            data = json.loads(entry)
+            dispatch_chunk.apply_async(tuple(data["args"]), queue=data["queue"])
+            released += 1
+    return released
+
+
+@app.task(name="tasks.poll.settle_ambiguous")
+def settle_ambiguous(limit: int = 10_000) -> int:
+    """Fail the ambiguous recipients that never got a receipt within the vendor's settle window."""
+    settings: Settings = get_settings()
+    client = get_redis(settings)
+    store = Store(client, settings)
+    cutoff = now_ms() - settings.infocloud.settle_s * 1000
+    entries: list[str] = client.zrangebyscore(Keys.ambiguous, 0, cutoff, start=0, num=limit)
+    settled = 0
+    for entry in entries:
+        message_id, phone = entry.split("|", 1)
+        record = store.records(message_id, [phone]).get(phone)
+        if record and record.state == State.SUBMITTED and record.code == AMBIGUOUS:
+            failed = pack(State.FAILED, now_ms(), record.provider, record.vendor_id, "NO_RECEIPT",
+                          "unconfirmed send never got a receipt")
+            store.write(message_id, {phone: failed}, [event(message_id, State.FAILED, record.provider, [phone], "NO_RECEIPT")])
+            settled += 1
+        client.zrem(Keys.ambiguous, entry)
+    return settled
+

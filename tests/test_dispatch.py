@@ -1,0 +1,112 @@
+"""One chunk through run_chunk against the simulator over HTTP and a real Redis (no Celery)."""
+
+from __future__ import annotations
+
+import httpx
+import redis
+
+from config.settings import Settings
+from providers.base import RenderedTemplate, SendRequest
+from providers.infocloud import InfocloudProvider
+from providers.simulator.core import FaultPlan
+from tasks.dispatch import AMBIGUOUS, ChunkJob, run_chunk
+from tasks.plan import ChunkSpec
+from tasks.poll import apply_receipts
+from worker.store import Keys, State, Store
+
+TEMPLATE = RenderedTemplate("675871161745170001", ("A1", "SF"), ("order", "tracking"), "text")
+
+
+def job(phones: list[str], message_id: str = "msg-1", attempt: int = 0) -> ChunkJob:
+    return ChunkJob(message_id, "notify", ChunkSpec(0, "infocloud", tuple(phones), TEMPLATE), attempt)
+
+
+def provider(settings: Settings, read_timeout: float = 2.0) -> InfocloudProvider:
+    return InfocloudProvider(settings.infocloud, httpx.Client(timeout=read_timeout))
+
+
+def states(r: redis.Redis, message_id: str = "msg-1") -> dict[str, str]:
+    return {phone: rec.split("\x1f")[0] for phone, rec in r.hgetall(Keys.recipients(message_id)).items()}
+
+
+def test_a_sent_chunk_records_submitted_and_receipts_deliver_it(sim, r, settings) -> None:  # type: ignore[no-untyped-def]
+    phones = [f"139{i:08d}" for i in range(5)]
+    assert run_chunk(job(phones), settings, r, provider(settings)) is None
+    assert set(states(r).values()) == {State.SUBMITTED}
+    receipts = provider(settings).poll_receipts()
+    assert apply_receipts(Store(r, settings), "infocloud", receipts) == 5
+    assert apply_receipts(Store(r, settings), "infocloud", receipts) == 0  # a repeated receipt changes nothing
+    assert set(states(r).values()) == {State.DELIVERED}
+    events = r.xrange(Keys.events)
+    assert [e[1]["state"] for e in events] == ["submitted", "delivered"]
+    assert events[0][1]["count"] == "5"
+
+
+def test_a_transient_code_asks_for_a_retry_and_the_retry_sends_once(sim, r, settings) -> None:  # type: ignore[no-untyped-def]
+    phones = ["13900000001", "13900000002"]
+    sim.state.set_faults("infocloud", FaultPlan(codes=("-1",), code_rate=1.0))
+    retry = run_chunk(job(phones), settings, r, provider(settings))
+    assert retry is not None and retry.phones == tuple(phones) and retry.attempt == 1
+    assert set(states(r).values()) == {State.RETRY}
+    sim.state.set_faults("infocloud", None)
+    assert run_chunk(job(phones, attempt=1), settings, r, provider(settings)) is None
+    assert run_chunk(job(phones, attempt=1), settings, r, provider(settings)) is None  # redelivered: nothing resent
+    assert sim.state.counters("infocloud").received == {p: 1 for p in phones}
+
+
+def test_retries_stop_after_max_attempts_with_the_last_code(sim, r, settings) -> None:  # type: ignore[no-untyped-def]
+    sim.state.set_faults("infocloud", FaultPlan(codes=("60009",), code_rate=1.0))
+    last = settings.retry.max_attempts - 1
+    assert run_chunk(job(["13900000001"], attempt=last), settings, r, provider(settings)) is None
+    record = Store(r, settings).records("msg-1")["13900000001"]
+    assert (record.state, record.code) == (State.FAILED, "60009")
+
+
+def test_a_permanent_code_fails_the_chunk_with_the_code(sim, r, settings) -> None:  # type: ignore[no-untyped-def]
+    sim.state.set_faults("infocloud", FaultPlan(codes=("60001",), code_rate=1.0))
+    assert run_chunk(job(["13900000001", "13900000002"]), settings, r, provider(settings)) is None
+    records = Store(r, settings).records("msg-1")
+    assert {(rec.state, rec.code) for rec in records.values()} == {(State.FAILED, "60001")}
+    assert Store(r, settings).unhealthy(["infocloud"]) == {}
+
+
+def test_auth_and_balance_codes_bench_the_provider(sim, r, settings) -> None:  # type: ignore[no-untyped-def]
+    sim.state.set_faults("infocloud", FaultPlan(codes=("40002",), code_rate=1.0))
+    run_chunk(job(["13900000001"]), settings, r, provider(settings))
+    assert Store(r, settings).unhealthy(["infocloud"])["infocloud"]["code"] == "40002"
+
+
+def test_an_ambiguous_time_out_is_never_resent_and_a_receipt_settles_it(sim, r, settings) -> None:  # type: ignore[no-untyped-def]
+    sim.state.set_faults("infocloud", FaultPlan(timeout_rate=1.0, hang_s=1.5, after_accept=True))
+    assert run_chunk(job(["13900000001"]), settings, r, provider(settings, read_timeout=0.5)) is None
+    record = Store(r, settings).records("msg-1")["13900000001"]
+    assert (record.state, record.code, record.vendor_id) == (State.SUBMITTED, AMBIGUOUS, "msg-1.0")
+    assert r.zcard(Keys.ambiguous) == 1
+    sim.state.set_faults("infocloud", None)
+    assert run_chunk(job(["13900000001"]), settings, r, provider(settings)) is None  # a redelivery: not resent
+    assert sim.state.counters("infocloud").received == {"13900000001": 1}
+    apply_receipts(Store(r, settings), "infocloud", provider(settings).poll_receipts())  # matched by our bid
+    assert Store(r, settings).records("msg-1")["13900000001"].state == State.DELIVERED
+
+
+def test_a_receipt_that_arrives_while_the_call_is_still_sending_settles_it(sim, r, settings) -> None:  # type: ignore[no-untyped-def]
+    from worker import limits
+
+    limits.claim(r, "msg-1", "notify", "infocloud", ["13900000001"], settings.limits["notify"], 60_000)
+    provider(settings).send(SendRequest(("13900000001",), TEMPLATE, bid="msg-1.0"))  # the vendor accepts; our worker has not recorded it
+    assert apply_receipts(Store(r, settings), "infocloud", provider(settings).poll_receipts()) == 1
+    assert Store(r, settings).records("msg-1")["13900000001"].state == State.DELIVERED
+    assert run_chunk(job(["13900000001"]), settings, r, provider(settings)) is None  # a redelivery
+    assert sim.state.counters("infocloud").received == {"13900000001": 1}
+
+
+def test_our_record_of_a_call_never_overwrites_a_receipt_that_came_first(sim, r, settings) -> None:  # type: ignore[no-untyped-def]
+    from worker.store import pack
+
+    store = Store(r, settings)
+    store.write("msg-1", {"13900000001": pack(State.SENDING, 1, "infocloud"), "13900000002": pack(State.SENDING, 1, "infocloud")})
+    r.hset(Keys.recipients("msg-1"), "13900000001", pack(State.DELIVERED, 2, "infocloud", "", "DELIVRD"))
+    submitted = pack(State.SUBMITTED, 3, "infocloud", "574", "200")
+    store.write("msg-1", dict.fromkeys(["13900000001", "13900000002"], submitted), over_sending=True)
+    assert store.records("msg-1")["13900000001"].state == State.DELIVERED
+    assert store.records("msg-1")["13900000002"].state == State.SUBMITTED

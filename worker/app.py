@@ -1,0 +1,100 @@
+"""The Celery app: queues, routes, reliability settings and the beat schedule.
+
+Queues: ``sms.otp`` (one-recipient codes; give it its own worker so no campaign delays it),
+``sms.notify``, ``sms.bulk`` (campaigns and large sends) and ``sms.poll`` (receipts, deferrals, sweeps).
+Tasks are acknowledged after they finish (``acks_late``) and given back if the worker dies, so a killed
+worker loses nothing; the dispatch logic makes the redelivered task safe to run again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from celery import Celery, signals
+from kombu import Exchange, Queue
+
+from config.settings import Settings, get_settings
+from worker.logging import configure as configure_logging
+
+QUEUES = ("sms.otp", "sms.notify", "sms.bulk", "sms.poll")
+
+
+def broker_url(settings: Settings) -> str:
+    """Celery's spelling of the Redis URL (a unix socket is ``redis+socket://`` there)."""
+    url = settings.effective_redis_url
+    return "redis+socket://" + url.removeprefix("unix://") if url.startswith("unix://") else url
+
+
+def queue_for(kind: str, recipients: int, settings: Settings) -> str:
+    if kind == "otp":
+        return "sms.otp"
+    if kind == "marketing" or recipients > settings.bulk_threshold:
+        return "sms.bulk"
+    return "sms.notify"
+
+
+def beat_schedule(settings: Settings) -> dict[str, Any]:
+    return {
+        "infocloud-receipts": {
+            "task": "tasks.poll.poll_receipts",
+            "schedule": settings.infocloud.receipt_poll_interval_s,
+            "args": ("infocloud",),
+        },
+        "release-deferred": {"task": "tasks.poll.release_deferred", "schedule": 5.0},
+        "settle-ambiguous": {"task": "tasks.poll.settle_ambiguous", "schedule": 600.0},
+    }
+
+
+def transport_options(settings: Settings) -> dict[str, Any]:
+    """Unacked tasks of a dead worker go back to the queue after ``visibility_timeout_s``. Kombu looks for
+    them every ``interval * throttle`` seconds (100 s by default); look every few seconds instead."""
+    timeout = settings.visibility_timeout_s
+    return {
+        "visibility_timeout": timeout,
+        "unacked_restore_interval": max(1, min(10, timeout // 3)),
+        "unacked_restore_throttle": 1,
+    }
+
+
+def configure(app: Celery, settings: Settings) -> None:
+    url = broker_url(settings)
+    app.conf.update(
+        broker_url=url,
+        result_backend=url,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # Chunk tasks are short (a vendor call); a small prefetch keeps a busy worker from hoarding them.
+        worker_prefetch_multiplier=settings.worker_prefetch,
+        task_default_queue="sms.notify",
+        task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
+        task_routes={"tasks.poll.*": {"queue": "sms.poll"}},
+        task_ignore_result=True,
+        result_expires=86400,
+        broker_transport_options=transport_options(settings),
+        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        timezone="Asia/Shanghai",
+        beat_schedule=beat_schedule(settings),
+    )
+
+
+app = Celery("smsdispatch", include=["tasks.send", "tasks.poll"])
+configure(app, get_settings())
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+
+
+@signals.task_prerun.connect
+def _bind_task(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(task_id=task_id, task=getattr(task, "name", None))

@@ -1,0 +1,76 @@
+-- Claim a chunk's recipients for one vendor call, atomically, across every worker.
+-- For each phone: skip it if it is already past the queue (a retried or redelivered chunk never
+-- resends), refuse it if opted out or over a per-phone limit, otherwise charge its limits and mark it
+-- "sending". One round trip per chunk.
+--
+-- KEYS[1]  recipients hash (phone -> record)      KEYS[2]  opt-out set
+-- KEYS[3..] one limit hash per rule (phone -> count in the current window)
+-- ARGV[1] now (ms)   ARGV[2] stale after (ms)   ARGV[3] number of rules (n)
+-- ARGV[4..3+n] rule counts   ARGV[4+n..3+2n] limit key TTLs (s)   ARGV[4+2n..3+3n] rule labels
+-- ARGV[4+3n] record suffix for "sending"   ARGV[5+3n] provider   ARGV[6+3n..] phones
+-- Returns one code per phone: S send | O opted out | L<i> over rule i (1-based) | W in flight elsewhere
+--   | A orphan (was sending, the sender vanished) | D<state> already done
+local SEP = "\31"
+local now = tonumber(ARGV[1])
+local stale = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
+local suffix = ARGV[4 + 3 * n]
+local provider = ARGV[5 + 3 * n]
+local first = 6 + 3 * n
+local out = {}
+
+local function record(state, code, text)
+  return state .. SEP .. now .. SEP .. provider .. SEP .. "" .. SEP .. code .. SEP .. text
+end
+
+for i = first, #ARGV do
+  local phone = ARGV[i]
+  local rec = redis.call("HGET", KEYS[1], phone)
+  local state, ts = "queued", 0
+  if rec then
+    local sep = string.find(rec, SEP, 1, true)
+    state = string.sub(rec, 1, sep - 1)
+    local sep2 = string.find(rec, SEP, sep + 1, true)
+    ts = tonumber(string.sub(rec, sep + 1, sep2 - 1)) or 0
+  end
+  local result
+  if state == "queued" then
+    if redis.call("SISMEMBER", KEYS[2], phone) == 1 then
+      redis.call("HSET", KEYS[1], phone, record("opted_out", "OPTOUT", "the recipient opted out"))
+      result = "O"
+    else
+      local hit
+      for r = 1, n do
+        local used = tonumber(redis.call("HGET", KEYS[2 + r], phone) or "0")
+        if used >= tonumber(ARGV[3 + r]) then
+          hit = r
+          break
+        end
+      end
+      if hit then
+        redis.call("HSET", KEYS[1], phone, record("rate_limited", "LIMIT", ARGV[3 + 2 * n + hit]))
+        result = "L" .. hit
+      else
+        for r = 1, n do
+          redis.call("HINCRBY", KEYS[2 + r], phone, 1)
+        end
+        redis.call("HSET", KEYS[1], phone, "sending" .. SEP .. now .. SEP .. suffix)
+        result = "S"
+      end
+    end
+  elseif state == "retry" then
+    -- its limits were charged by the attempt that failed before reaching the vendor
+    redis.call("HSET", KEYS[1], phone, "sending" .. SEP .. now .. SEP .. suffix)
+    result = "S"
+  elseif state == "sending" then
+    if now - ts > stale then result = "A" else result = "W" end
+  else
+    result = "D" .. state
+  end
+  out[#out + 1] = result
+end
+
+for r = 1, n do
+  redis.call("EXPIRE", KEYS[2 + r], tonumber(ARGV[3 + n + r]))
+end
+return out

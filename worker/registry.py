@@ -1,0 +1,49 @@
+"""The vendor adapters by name, and one pooled HTTP client per worker process (made after fork)."""
+
+from __future__ import annotations
+
+import os
+
+import httpx
+
+from config.settings import Settings, get_settings
+from providers.base import Capabilities, Provider
+from providers.deepfinch import DeepfinchProvider
+from providers.ihuyi import IhuyiProvider
+from providers.infocloud import InfocloudProvider
+from providers.tencent import TencentProvider
+from providers.xiaorui import XiaoruiProvider
+
+PROVIDER_CLASSES: dict[str, type[Provider]] = {
+    "infocloud": InfocloudProvider,
+    "xiaorui": XiaoruiProvider,
+    "deepfinch": DeepfinchProvider,
+    "tencent": TencentProvider,
+    "ihuyi": IhuyiProvider,
+}
+
+_instances: dict[tuple[int, str, int], Provider] = {}
+
+
+def capabilities(name: str) -> Capabilities:
+    return PROVIDER_CLASSES[name].capabilities
+
+
+def make_client(settings: Settings, name: str) -> httpx.Client:
+    """A pooled client with explicit time-outs. TLS verification stays on."""
+    section = settings.vendor(name)
+    timeout = httpx.Timeout(section.read_timeout_s, connect=section.connect_timeout_s, pool=section.connect_timeout_s)
+    limits = httpx.Limits(max_connections=32, max_keepalive_connections=16, keepalive_expiry=30)
+    return httpx.Client(timeout=timeout, limits=limits, verify=True, headers={"user-agent": "smsdispatch/0.1"})
+
+
+def get_provider(name: str, settings: Settings | None = None) -> Provider:
+    """The adapter for ``name`` in this process; a forked child builds its own (pools do not survive fork)."""
+    settings = settings or get_settings()
+    key = (os.getpid(), name, id(settings))
+    provider = _instances.get(key)
+    if provider is None:
+        cls = PROVIDER_CLASSES[name]
+        provider = cls(settings.vendor(name), make_client(settings, name))  # type: ignore[call-arg, arg-type]
+        _instances[key] = provider
+    return provider

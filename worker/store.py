@@ -1,0 +1,257 @@
+"""Recipient state in Redis: one hash per message (phone -> record), vendor-id indexes, events, idempotency.
+
+A record is ``state, updated (ms), provider, vendor id, code, text`` joined by the unit separator
+(\\x1f): one short string per recipient, written for a whole chunk in one pipelined command. Every key
+is built by :class:`Keys` and expires after ``retention_s``. State changes are appended to one stream
+(``smsd:events``) as one entry per group of recipients that changed together.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from config.settings import Settings, get_settings
+
+SEP = "\x1f"
+LUA = Path(__file__).parent / "lua"
+
+
+class State(enum.StrEnum):
+    ACCEPTED = "accepted"
+    QUEUED = "queued"
+    RETRY = "retry"  # queued again after a failed attempt; its limits are already charged
+    SENDING = "sending"  # claimed for a vendor call in progress
+    SUBMITTED = "submitted"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    RATE_LIMITED = "rate_limited"
+    OPTED_OUT = "opted_out"
+
+
+FINAL = frozenset({State.DELIVERED, State.FAILED, State.REJECTED, State.RATE_LIMITED, State.OPTED_OUT})
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    state: str
+    updated_ms: int
+    provider: str = ""
+    vendor_id: str = ""
+    code: str = ""
+    text: str = ""
+
+    def pack(self) -> str:
+        return pack(self.state, self.updated_ms, self.provider, self.vendor_id, self.code, self.text)
+
+    @classmethod
+    def unpack(cls, raw: str) -> Record:
+        parts = raw.split(SEP)
+        parts += [""] * (6 - len(parts))
+        return cls(parts[0], int(parts[1] or 0), parts[2], parts[3], parts[4], parts[5])
+
+
+def pack(state: str, updated_ms: int, provider: str = "", vendor_id: str = "", code: str = "", text: str = "") -> str:
+    return SEP.join((state, str(updated_ms), provider, vendor_id, code, text.replace(SEP, " ")[:200]))
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Keys:
+    """Every Redis key smsdispatch uses, in one place."""
+
+    prefix = "smsd"
+
+    @classmethod
+    def recipients(cls, message_id: str) -> str:
+        return f"{cls.prefix}:msg:{message_id}:r"
+
+    @classmethod
+    def message(cls, message_id: str) -> str:
+        return f"{cls.prefix}:msg:{message_id}"
+
+    @classmethod
+    def vendor_batch(cls, provider: str, batch_id: str) -> str:
+        return f"{cls.prefix}:vid:{provider}:{batch_id}"
+
+    @classmethod
+    def idempotency(cls, key: str) -> str:
+        return f"{cls.prefix}:idem:{key}"
+
+    @classmethod
+    def limit(cls, kind: str, window_s: int, bucket: int) -> str:
+        return f"{cls.prefix}:lim:{kind}:{window_s}:{bucket}"
+
+    @classmethod
+    def budget(cls, provider: str) -> str:
+        return f"{cls.prefix}:budget:{provider}"
+
+    @classmethod
+    def window(cls, name: str) -> str:
+        return f"{cls.prefix}:window:{name}"
+
+    @classmethod
+    def health(cls, provider: str) -> str:
+        return f"{cls.prefix}:health:{provider}"
+
+    optout = "smsd:optout"
+    events = "smsd:events"
+    ambiguous = "smsd:ambiguous"
+    deferred = "smsd:deferred"
+
+
+_clients: dict[tuple[int, str], redis.Redis] = {}
+
+
+def get_redis(settings: Settings | None = None) -> redis.Redis:
+    """The process's Redis client (one pool per process, made after fork)."""
+    settings = settings or get_settings()
+    url = settings.effective_redis_url
+    key = (os.getpid(), url)
+    client = _clients.get(key)
+    if client is None:
+        client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        _clients[key] = client
+    return client
+
+
+@functools.cache
+def _script_source(name: str) -> str:
+    return (LUA / f"{name}.lua").read_text()
+
+
+def script(client: redis.Redis, name: str) -> Any:
+    """A registered Lua script from ``worker/lua/<name>.lua`` (EVALSHA, loaded once per client)."""
+    cache: dict[str, Any] = client.__dict__.setdefault("_smsd_scripts", {})
+    if name not in cache:
+        cache[name] = client.register_script(_script_source(name))
+    return cache[name]
+
+
+class Store:
+    """State operations for one Redis client. Every method is one round trip."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.r = client
+        self.settings = settings
+        self.ttl = settings.retention_s
+
+    # -- messages -----------------------------------------------------------------------------------
+
+    def create_message(self, message_id: str, meta: Mapping[str, str | int]) -> None:
+        key = Keys.message(message_id)
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.hset(key, mapping=dict(meta))
+            pipe.expire(key, self.ttl)
+            pipe.execute()
+
+    def message(self, message_id: str) -> dict[str, str]:
+        result: dict[str, str] = self.r.hgetall(Keys.message(message_id))
+        return result
+
+    def mark_message(self, message_id: str, **fields: str | int) -> None:
+        self.r.hset(Keys.message(message_id), mapping=fields)
+
+    def init_queued(self, message_id: str, provider: str, phones: Sequence[str]) -> int:
+        """Record ``phones`` as queued unless they already have a state. Returns how many were new."""
+        record = pack(State.QUEUED, now_ms(), provider)
+        added: int = script(self.r, "init_queued")(
+            keys=[Keys.recipients(message_id)], args=[record, self.ttl, *phones]
+        )
+        return added
+
+    def write(
+        self,
+        message_id: str,
+        records: Mapping[str, str],
+        events: Iterable[Mapping[str, str]] = (),
+        index: Mapping[str, str] | None = None,
+        *,
+        over_sending: bool = False,
+    ) -> None:
+        """Write packed records for one message, its events and vendor-id index entries, in one trip.
+
+        With ``over_sending`` a record replaces only a "sending" state (see ``lua/record_sent.lua``).
+        """
+        with self.r.pipeline(transaction=False) as pipe:
+            key = Keys.recipients(message_id)
+            if records and over_sending:
+                args = [self.ttl, *(item for pair in records.items() for item in pair)]
+                script(self.r, "record_sent")(keys=[key], args=args, client=pipe)
+            elif records:
+                pipe.hset(key, mapping=dict(records))
+                pipe.expire(key, self.ttl)
+            for event in events:
+                pipe.xadd(Keys.events, dict(event), maxlen=self.settings.events_maxlen, approximate=True)
+            for key, value in (index or {}).items():
+                pipe.set(key, value, ex=self.ttl)
+            pipe.execute()
+
+    def records(self, message_id: str, phones: Sequence[str] | None = None) -> dict[str, Record]:
+        key = Keys.recipients(message_id)
+        if phones is None:
+            raw: dict[str, str] = self.r.hgetall(key)
+            return {phone: Record.unpack(value) for phone, value in raw.items()}
+        values = self.r.hmget(key, list(phones))
+        return {phone: Record.unpack(v) for phone, v in zip(phones, values, strict=True) if v is not None}
+
+    def counts(self, message_id: str) -> Counter[str]:
+        """Recipients per state. Reads the whole hash: for ``status`` and tests, not the hot path."""
+        raw: dict[str, str] = self.r.hgetall(Keys.recipients(message_id))
+        return Counter(value.split(SEP, 1)[0] for value in raw.values())
+
+    def message_for_batch(self, provider: str, batch_id: str) -> str | None:
+        value: str | None = self.r.get(Keys.vendor_batch(provider, batch_id))
+        return value
+
+    # -- idempotency --------------------------------------------------------------------------------
+
+    def claim_idempotency(self, key: str, message_id: str) -> str | None:
+        """Reserve ``key`` for ``message_id``. Returns None if reserved now, else what is stored."""
+        full = Keys.idempotency(key)
+        if self.r.set(full, json.dumps({"message_id": message_id}), nx=True, ex=self.settings.idempotency_ttl_s):
+            return None
+        stored: str | None = self.r.get(full)
+        return stored
+
+    def store_idempotent_result(self, key: str, result: Mapping[str, Any]) -> None:
+        self.r.set(Keys.idempotency(key), json.dumps(result), ex=self.settings.idempotency_ttl_s, xx=True)
+
+    # -- provider health ----------------------------------------------------------------------------
+
+    def mark_unhealthy(self, provider: str, code: str, reason: str, for_s: int = 300) -> None:
+        key = Keys.health(provider)
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.hset(key, mapping={"code": code, "reason": reason[:200], "at": now_ms()})
+            pipe.expire(key, for_s)
+            pipe.execute()
+
+    def unhealthy(self, providers: Sequence[str]) -> dict[str, dict[str, str]]:
+        with self.r.pipeline(transaction=False) as pipe:
+            for name in providers:
+                pipe.hgetall(Keys.health(name))
+            found = pipe.execute()
+        return {name: info for name, info in zip(providers, found, strict=True) if info}
+
+    def mark_healthy(self, provider: str) -> None:
+        self.r.delete(Keys.health(provider))
+
+    # -- ambiguous outcomes -------------------------------------------------------------------------
+
+    def note_ambiguous(self, message_id: str, phones: Sequence[str], at_ms: int) -> None:
+        """Remember recipients whose send is unconfirmed, so the sweep can settle them later."""
+        if phones:
+            self.r.zadd(Keys.ambiguous, {f"{message_id}|{phone}": at_ms for phone in phones})
