@@ -13,7 +13,8 @@ what to do from the class alone::
     └── PermanentError            record the failure with the vendor's code; never resend
         ├── RequestRejectedError  the vendor refused this request (bad parameter, unknown template, ...)
         ├── ConfigError           credentials, IP whitelist, signature: the provider is marked unhealthy
-        └── BalanceError          out of credit: the provider is marked unhealthy until a balance poll clears it
+        └── BalanceError          out of credit: the provider is marked unhealthy until a balance poll
+                                  clears it
 
 Per-recipient refusals (a bad number inside an accepted batch) are not exceptions: they come back in
 ``SendResult.outcomes`` with ``accepted=False``.

@@ -79,7 +79,9 @@ DELIVERED = "DELIVRD"
 
 def canonical_string(fields: Mapping[str, Any]) -> str:
     """The string Infocloud signs: fields sorted by key, empty values left out, ``k=v`` joined by ``&``."""
-    return "&".join(f"{key}={value}" for key, value in sorted(fields.items()) if key and value not in (None, ""))
+    return "&".join(
+        f"{key}={value}" for key, value in sorted(fields.items()) if key and value not in (None, "")
+    )
 
 
 def sign(text: str, access_key: str, method: str) -> str:

@@ -67,7 +67,9 @@ class Retry:
     attempt: int
 
 
-def event(message_id: str, state: str, provider: str, phones: Sequence[str], code: str = "") -> dict[str, str]:
+def event(
+    message_id: str, state: str, provider: str, phones: Sequence[str], code: str = ""
+) -> dict[str, str]:
     """One stream entry for a group of recipients that moved to ``state`` together."""
     return {
         "message_id": message_id,
@@ -82,7 +84,7 @@ def event(message_id: str, state: str, provider: str, phones: Sequence[str], cod
 def backoff(settings: Settings, attempt: int, error: TransientError) -> float:
     """Seconds before the next attempt: exponential with jitter, longer when the vendor says too often."""
     retry = settings.retry
-    ceiling = min(retry.backoff_cap_s, retry.backoff_base_s * 2**attempt)
+    ceiling: float = min(retry.backoff_cap_s, retry.backoff_base_s * 2**attempt)
     delay = ceiling / 2 + random.uniform(0, ceiling / 2)
     if isinstance(error, RateLimitedError):
         delay = max(delay, error.retry_after_s or retry.rate_limited_wait_s)
@@ -120,8 +122,8 @@ def _claim_events(job: ChunkJob, claim: limits.Claim) -> list[dict[str, str]]:
     by_rule: dict[str, list[str]] = {}
     for phone, rule in claim.limited:
         by_rule.setdefault(str(rule), []).append(phone)
-    for rule, phones in by_rule.items():
-        events.append(event(job.message_id, State.RATE_LIMITED, name, phones, f"LIMIT {rule}"))
+    for label, phones in by_rule.items():
+        events.append(event(job.message_id, State.RATE_LIMITED, name, phones, f"LIMIT {label}"))
     return events
 
 
@@ -135,7 +137,9 @@ def _send(
 ) -> Retry | None:
     chunk = job.chunk if len(phones) == len(job.chunk.phones) else job.chunk.only(phones)
     request = SendRequest(chunk.phones, chunk.template, bid=job.bid, per_recipient=chunk.per_recipient)
-    bound = log.bind(message_id=job.message_id, provider=chunk.provider, chunk=chunk.number, attempt=job.attempt)
+    bound = log.bind(
+        message_id=job.message_id, provider=chunk.provider, chunk=chunk.number, attempt=job.attempt
+    )
     try:
         result = provider.send(request)
     except TransientError as exc:

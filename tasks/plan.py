@@ -116,7 +116,9 @@ class ChunkSpec:
         )
         per = data.get("per_recipient")
         per_recipient = (
-            tuple(RenderedTemplate(template.vendor_template, tuple(p), template.names) for p in per) if per else None
+            tuple(RenderedTemplate(template.vendor_template, tuple(p), template.names) for p in per)
+            if per
+            else None
         )
         return cls(data["number"], data["provider"], tuple(data["phones"]), template, per_recipient)
 
@@ -129,7 +131,12 @@ class ChunkSpec:
 
 
 def _template_dict(t: RenderedTemplate) -> dict[str, Any]:
-    return {"vendor_template": t.vendor_template, "params": list(t.params), "names": list(t.names), "text": t.text}
+    return {
+        "vendor_template": t.vendor_template,
+        "params": list(t.params),
+        "names": list(t.names),
+        "text": t.text,
+    }
 
 
 @dataclass
@@ -219,9 +226,12 @@ def _cut(
         per = tuple(rendered[start : start + size]) if rendered is not None else None
         chunk_template = per[0] if per and size == 1 else common
         if len(chunk_template.text) > max_chars:
-            plan.rejected += [(p, f"content: {len(chunk_template.text)} characters, {provider} takes {max_chars}") for p in part]
+            why = f"content: {len(chunk_template.text)} characters, {provider} takes {max_chars}"
+            plan.rejected += [(p, why) for p in part]
             continue
-        plan.chunks.append(ChunkSpec(len(plan.chunks), provider, part, chunk_template, per if size > 1 else None))
+        plan.chunks.append(
+            ChunkSpec(len(plan.chunks), provider, part, chunk_template, per if size > 1 else None)
+        )
         plan.accepted += len(part)
         plan.providers.add(provider)
 

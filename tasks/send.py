@@ -24,7 +24,7 @@ log = structlog.get_logger(__name__)
 MAX_REJECTIONS_RETURNED = 1000
 
 
-class SendTask(Task):  # type: ignore[misc]
+class SendTask(Task):
     """Validates the request and picks the queue in the producer, before the message is queued."""
 
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
@@ -90,7 +90,9 @@ def _plan_and_send(message_id: str, request: SendInput, settings: Settings, stor
     store.mark_message(message_id, result=json.dumps(result))
     if request.idempotency_key:
         store.store_idempotent_result(request.idempotency_key, result)
-    log.info("message planned", recipients=total, accepted=plan.accepted, chunks=len(plan.chunks), queue=queue)
+    log.info(
+        "message planned", recipients=total, accepted=plan.accepted, chunks=len(plan.chunks), queue=queue
+    )
     return result
 
 
@@ -137,7 +139,8 @@ def dispatch_chunk(self: Task, message_id: str, kind: str, chunk: dict[str, Any]
     settings = get_settings()
     retry = run_chunk(job, settings, get_redis(settings), get_provider(spec.provider, settings))
     if retry:
-        schedule_retry(job, retry, self.request.delivery_info.get("routing_key") or queue_for(kind, 1, settings))
+        queue = self.request.delivery_info.get("routing_key") or queue_for(kind, 1, settings)
+        schedule_retry(job, retry, queue)
 
 
 def schedule_retry(job: ChunkJob, retry: Retry, queue: str) -> None:

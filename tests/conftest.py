@@ -25,7 +25,7 @@ TEST_TOML = """
 text = "您的验证码是{code}，5分钟内有效。"
 infocloud = "675871161745170000"
 tencent = { id = "7839", params = ["code"] }
-deepfinch = { id = "TPL_0001", params = ["code"] }
+deepfinch = { id = "TPL_0000", params = ["code"] }
 
 [templates.order_shipped]
 text = "您的订单{order}已发货，快递单号{tracking}。"

@@ -35,7 +35,8 @@ def test_a_sent_chunk_records_submitted_and_receipts_deliver_it(sim, r, settings
     assert set(states(r).values()) == {State.SUBMITTED}
     receipts = provider(settings).poll_receipts()
     assert apply_receipts(Store(r, settings), "infocloud", receipts) == 5
-    assert apply_receipts(Store(r, settings), "infocloud", receipts) == 0  # a repeated receipt changes nothing
+    # a repeated receipt changes nothing
+    assert apply_receipts(Store(r, settings), "infocloud", receipts) == 0
     assert set(states(r).values()) == {State.DELIVERED}
     events = r.xrange(Keys.events)
     assert [e[1]["state"] for e in events] == ["submitted", "delivered"]
@@ -50,7 +51,8 @@ def test_a_transient_code_asks_for_a_retry_and_the_retry_sends_once(sim, r, sett
     assert set(states(r).values()) == {State.RETRY}
     sim.state.set_faults("infocloud", None)
     assert run_chunk(job(phones, attempt=1), settings, r, provider(settings)) is None
-    assert run_chunk(job(phones, attempt=1), settings, r, provider(settings)) is None  # redelivered: nothing resent
+    # redelivered: nothing resent
+    assert run_chunk(job(phones, attempt=1), settings, r, provider(settings)) is None
     assert sim.state.counters("infocloud").received == {p: 1 for p in phones}
 
 
@@ -83,7 +85,8 @@ def test_an_ambiguous_time_out_is_never_resent_and_a_receipt_settles_it(sim, r, 
     assert (record.state, record.code, record.vendor_id) == (State.SUBMITTED, AMBIGUOUS, "msg-1.0")
     assert r.zcard(Keys.ambiguous) == 1
     sim.state.set_faults("infocloud", None)
-    assert run_chunk(job(["13900000001"]), settings, r, provider(settings)) is None  # a redelivery: not resent
+    # a redelivery: not resent
+    assert run_chunk(job(["13900000001"]), settings, r, provider(settings)) is None
     assert sim.state.counters("infocloud").received == {"13900000001": 1}
     apply_receipts(Store(r, settings), "infocloud", provider(settings).poll_receipts())  # matched by our bid
     assert Store(r, settings).records("msg-1")["13900000001"].state == State.DELIVERED
@@ -93,7 +96,8 @@ def test_a_receipt_that_arrives_while_the_call_is_still_sending_settles_it(sim, 
     from worker import limits
 
     limits.claim(r, "msg-1", "notify", "infocloud", ["13900000001"], settings.limits["notify"], 60_000)
-    provider(settings).send(SendRequest(("13900000001",), TEMPLATE, bid="msg-1.0"))  # the vendor accepts; our worker has not recorded it
+    # the vendor accepts; our worker has not recorded it
+    provider(settings).send(SendRequest(("13900000001",), TEMPLATE, bid="msg-1.0"))
     assert apply_receipts(Store(r, settings), "infocloud", provider(settings).poll_receipts()) == 1
     assert Store(r, settings).records("msg-1")["13900000001"].state == State.DELIVERED
     assert run_chunk(job(["13900000001"]), settings, r, provider(settings)) is None  # a redelivery
@@ -104,7 +108,8 @@ def test_our_record_of_a_call_never_overwrites_a_receipt_that_came_first(sim, r,
     from worker.store import pack
 
     store = Store(r, settings)
-    store.write("msg-1", {"13900000001": pack(State.SENDING, 1, "infocloud"), "13900000002": pack(State.SENDING, 1, "infocloud")})
+    sending = pack(State.SENDING, 1, "infocloud")
+    store.write("msg-1", {"13900000001": sending, "13900000002": sending})
     r.hset(Keys.recipients("msg-1"), "13900000001", pack(State.DELIVERED, 2, "infocloud", "", "DELIVRD"))
     submitted = pack(State.SUBMITTED, 3, "infocloud", "574", "200")
     store.write("msg-1", dict.fromkeys(["13900000001", "13900000002"], submitted), over_sending=True)

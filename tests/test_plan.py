@@ -48,8 +48,14 @@ def test_per_recipient_parameters_take_the_send_batch_form(settings: Settings) -
     [
         ({"to": "13800138000", "template": "nope"}, "template: unknown template 'nope'"),
         ({"to": "13800138000", "template": "login_code"}, "params: missing code"),
-        ({"to": "13800138000", "template": "login_code", "params": {"code": "1", "x": 2}}, "params: unexpected x"),
-        ({"to": "13800138000", "template": "login_code", "params": {"code": "1" * 40}}, "params.code: 40 characters"),
+        (
+            {"to": "13800138000", "template": "login_code", "params": {"code": "1", "x": 2}},
+            "params: unexpected x",
+        ),
+        (
+            {"to": "13800138000", "template": "login_code", "params": {"code": "1" * 40}},
+            "params.code: 40 characters",
+        ),
         ({"to": [], "template": "login_code", "params": {"code": "1"}}, "to: no recipients"),
         ({"to": "13800138000"}, "exactly one of template or content"),
         ({"to": "13800138000", "content": "hi", "kind": "spam"}, "kind"),
@@ -70,6 +76,8 @@ def test_no_route_rejects_every_recipient_with_the_reasons(settings: Settings) -
 
 
 def test_an_unhealthy_vendor_is_skipped_with_its_reason(settings: Settings) -> None:
-    request = validate_request({"to": "13800138000", "template": "login_code", "params": {"code": "1"}}, settings)
+    request = validate_request(
+        {"to": "13800138000", "template": "login_code", "params": {"code": "1"}}, settings
+    )
     result = build_plan(request, settings, unhealthy={"infocloud": {"code": "40002", "reason": "余额不足"}})
     assert "unhealthy after code 40002" in result.rejected[0][1]

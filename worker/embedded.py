@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 from types import TracebackType
@@ -23,10 +24,8 @@ class EmbeddedRedis:
 
     def close(self) -> None:
         """Stop the server even if other processes are still connected."""
-        try:
+        with contextlib.suppress(redis.ConnectionError):  # already gone
             self._server.shutdown(nosave=True)
-        except redis.ConnectionError:
-            pass  # already gone
         if self._tmp is not None:
             self._tmp.cleanup()
 

@@ -51,7 +51,9 @@ def claim(
     args += [rule.window_s + 60 for rule in rules]
     args += [str(rule) for rule in rules]
     args += [f"{provider}{SEP}{SEP}{SEP}", provider, *phones]
-    codes: list[str] = script(client, "claim")(keys=[Keys.recipients(message_id), Keys.optout, *limit_keys], args=args)
+    codes: list[str] = script(client, "claim")(
+        keys=[Keys.recipients(message_id), Keys.optout, *limit_keys], args=args
+    )
     return _sort(phones, codes, rules)
 
 
@@ -95,5 +97,6 @@ def acquire_budget(client: redis.Redis, provider: str, per_second: float, timeou
 
 def try_window(client: redis.Redis, name: str, limit: int, window_s: float) -> float:
     """Take one slot of a strict sliding window. Returns 0 if taken, else seconds until one frees up."""
-    wait_ms = int(script(client, "window")(keys=[Keys.window(name)], args=[limit, int(window_s * 1000), uuid.uuid4().hex]))
+    args = [limit, int(window_s * 1000), uuid.uuid4().hex]
+    wait_ms = int(script(client, "window")(keys=[Keys.window(name)], args=args))
     return wait_ms / 1000

@@ -16,7 +16,9 @@ import structlog
 
 from tasks.phones import mask
 
-SECRET_WORDS = ("secret", "password", "access_key", "api_key", "app_key", "sign", "sig", "authorization", "token")
+SECRET_WORDS = (
+    "secret", "password", "access_key", "api_key", "app_key", "sign", "sig", "authorization", "token"
+)
 
 
 def _is_secret(key: str) -> bool:
@@ -48,9 +50,15 @@ def configure(level: str = "INFO", json: bool | None = None) -> None:
         structlog.processors.format_exc_info,
         redact,
     ]
-    renderer: Any = structlog.processors.JSONRenderer(ensure_ascii=False) if json else structlog.dev.ConsoleRenderer(colors=False)
+    renderer: Any = (
+        structlog.processors.JSONRenderer(ensure_ascii=False)
+        if json
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
     structlog.configure(
-        processors=[structlog.stdlib.filter_by_level, *shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[
+            structlog.stdlib.filter_by_level, *shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

@@ -34,7 +34,9 @@ class RouteQuery:
     explicit: str | None = None
 
 
-def skip_reason(settings: Settings, name: str, query: RouteQuery, unhealthy: Mapping[str, Mapping[str, str]]) -> str:
+def skip_reason(
+    settings: Settings, name: str, query: RouteQuery, unhealthy: Mapping[str, Mapping[str, str]]
+) -> str:
     """Why ``name`` cannot take this send, or "" if it can."""
     section = settings.vendor(name)
     caps: Capabilities = capabilities(name)

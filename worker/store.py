@@ -17,9 +17,10 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from config.settings import Settings, get_settings
 
@@ -62,8 +63,15 @@ class Record:
         return cls(parts[0], int(parts[1] or 0), parts[2], parts[3], parts[4], parts[5])
 
 
-def pack(state: str, updated_ms: int, provider: str = "", vendor_id: str = "", code: str = "", text: str = "") -> str:
+def pack(
+    state: str, updated_ms: int, provider: str = "", vendor_id: str = "", code: str = "", text: str = ""
+) -> str:
     return SEP.join((state, str(updated_ms), provider, vendor_id, code, text.replace(SEP, " ")[:200]))
+
+
+def _fields(mapping: Mapping[str, str | int]) -> dict[FieldT, EncodableT]:
+    """``mapping`` as redis-py's field mapping type (for HSET and XADD, whose key type is invariant)."""
+    return dict(mapping.items())
 
 
 def now_ms() -> int:
@@ -154,16 +162,15 @@ class Store:
     def create_message(self, message_id: str, meta: Mapping[str, str | int]) -> None:
         key = Keys.message(message_id)
         with self.r.pipeline(transaction=False) as pipe:
-            pipe.hset(key, mapping=dict(meta))
+            pipe.hset(key, mapping=_fields(meta))
             pipe.expire(key, self.ttl)
             pipe.execute()
 
     def message(self, message_id: str) -> dict[str, str]:
-        result: dict[str, str] = self.r.hgetall(Keys.message(message_id))
-        return result
+        return cast("dict[str, str]", self.r.hgetall(Keys.message(message_id)))
 
     def mark_message(self, message_id: str, **fields: str | int) -> None:
-        self.r.hset(Keys.message(message_id), mapping=fields)
+        self.r.hset(Keys.message(message_id), mapping=_fields(fields))
 
     def init_queued(self, message_id: str, provider: str, phones: Sequence[str]) -> int:
         """Record ``phones`` as queued unless they already have a state. Returns how many were new."""
@@ -192,10 +199,10 @@ class Store:
                 args = [self.ttl, *(item for pair in records.items() for item in pair)]
                 script(self.r, "record_sent")(keys=[key], args=args, client=pipe)
             elif records:
-                pipe.hset(key, mapping=dict(records))
+                pipe.hset(key, mapping=_fields(records))
                 pipe.expire(key, self.ttl)
             for event in events:
-                pipe.xadd(Keys.events, dict(event), maxlen=self.settings.events_maxlen, approximate=True)
+                pipe.xadd(Keys.events, _fields(event), maxlen=self.settings.events_maxlen, approximate=True)
             for key, value in (index or {}).items():
                 pipe.set(key, value, ex=self.ttl)
             pipe.execute()
@@ -203,29 +210,28 @@ class Store:
     def records(self, message_id: str, phones: Sequence[str] | None = None) -> dict[str, Record]:
         key = Keys.recipients(message_id)
         if phones is None:
-            raw: dict[str, str] = self.r.hgetall(key)
+            raw = cast("dict[str, str]", self.r.hgetall(key))
             return {phone: Record.unpack(value) for phone, value in raw.items()}
-        values = self.r.hmget(key, list(phones))
+        values = cast("list[str | None]", self.r.hmget(key, list(phones)))
         return {phone: Record.unpack(v) for phone, v in zip(phones, values, strict=True) if v is not None}
 
     def counts(self, message_id: str) -> Counter[str]:
         """Recipients per state. Reads the whole hash: for ``status`` and tests, not the hot path."""
-        raw: dict[str, str] = self.r.hgetall(Keys.recipients(message_id))
+        raw = cast("dict[str, str]", self.r.hgetall(Keys.recipients(message_id)))
         return Counter(value.split(SEP, 1)[0] for value in raw.values())
 
     def message_for_batch(self, provider: str, batch_id: str) -> str | None:
-        value: str | None = self.r.get(Keys.vendor_batch(provider, batch_id))
-        return value
+        return cast("str | None", self.r.get(Keys.vendor_batch(provider, batch_id)))
 
     # -- idempotency --------------------------------------------------------------------------------
 
     def claim_idempotency(self, key: str, message_id: str) -> str | None:
         """Reserve ``key`` for ``message_id``. Returns None if reserved now, else what is stored."""
         full = Keys.idempotency(key)
-        if self.r.set(full, json.dumps({"message_id": message_id}), nx=True, ex=self.settings.idempotency_ttl_s):
+        ttl = self.settings.idempotency_ttl_s
+        if self.r.set(full, json.dumps({"message_id": message_id}), nx=True, ex=ttl):
             return None
-        stored: str | None = self.r.get(full)
-        return stored
+        return cast("str | None", self.r.get(full))
 
     def store_idempotent_result(self, key: str, result: Mapping[str, Any]) -> None:
         self.r.set(Keys.idempotency(key), json.dumps(result), ex=self.settings.idempotency_ttl_s, xx=True)

@@ -27,7 +27,10 @@ def vendor_sims(settings: Settings, state: SimState) -> dict[str, Any]:
     Each vendor module under ``providers/simulator/`` has ``build(state, settings)`` returning an
     object with ``routes()``.
     """
-    return {name: importlib.import_module(f"providers.simulator.{name}").build(state, settings) for name in PROVIDERS}
+    return {
+        name: importlib.import_module(f"providers.simulator.{name}").build(state, settings)
+        for name in PROVIDERS
+    }
 
 
 def build_app(settings: Settings, state: SimState | None = None) -> Starlette:

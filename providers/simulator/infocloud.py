@@ -68,7 +68,7 @@ class InfocloudSim:
         ]
 
     def _endpoint(
-        self, handler: Callable[[dict[str, Any]], dict[str, Any]], send: bool = True
+        self, handler: Callable[[dict[str, Any]], dict[str, Any] | list[dict[str, Any]]], send: bool = True
     ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             self.state.note_request(VENDOR)

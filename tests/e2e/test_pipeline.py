@@ -49,7 +49,9 @@ def test_2500_recipients_go_out_in_exactly_three_calls(worker, sim, r: redis.Red
     assert sim.state.counters("infocloud").received == dict.fromkeys(phones, 1)
 
 
-def test_with_30_percent_transient_failures_everyone_is_delivered_exactly_once(worker, sim, r, settings) -> None:  # type: ignore[no-untyped-def]
+def test_with_30_percent_transient_failures_everyone_is_delivered_exactly_once(  # type: ignore[no-untyped-def]
+    worker, sim, r, settings
+) -> None:
     from tasks import send_sms
 
     sim.state.set_faults("infocloud", FaultPlan(codes=("-1", "60009"), code_rate=0.3))
@@ -77,7 +79,9 @@ def test_a_permanent_code_fails_the_recipients_with_the_code(worker, sim, r, set
     assert sim.state.counters("infocloud").received == {}
 
 
-def test_bad_numbers_and_unknown_templates_get_clear_errors_and_nothing_is_sent(worker, sim, r, settings) -> None:  # type: ignore[no-untyped-def]
+def test_bad_numbers_and_unknown_templates_get_clear_errors_and_nothing_is_sent(  # type: ignore[no-untyped-def]
+    worker, sim, r, settings
+) -> None:
     from tasks import send_sms
 
     with pytest.raises(InvalidRequest, match="template: unknown template 'no_such'"):
@@ -101,7 +105,9 @@ def test_an_otp_is_sent_in_the_planning_task_and_reports_its_state(worker, sim, 
     assert answer["state"]["state"] == State.SUBMITTED
     assert answer["message_id"] == result.id
     assert sim.state.counters("infocloud").received == {"13800138000": 1}
-    second = send_sms.delay("13800138000", template="login_code", params={"code": "654321"}, kind="otp").get(timeout=30)
+    second = send_sms.delay(
+        "13800138000", template="login_code", params={"code": "654321"}, kind="otp"
+    ).get(timeout=30)
     assert second["state"] == {"state": "rate_limited", "code": "LIMIT", "text": "1/30s"}
     assert sim.state.counters("infocloud").received == {"13800138000": 1}
 
@@ -109,8 +115,9 @@ def test_an_otp_is_sent_in_the_planning_task_and_reports_its_state(worker, sim, 
 def test_the_same_idempotency_key_sends_nothing_twice(worker, sim, r, settings) -> None:  # type: ignore[no-untyped-def]
     from tasks import send_sms
 
-    first = send_sms.delay(["13700000001", "13700000002"], idempotency_key="order-42", **ORDER).get(timeout=30)
-    again = send_sms.delay(["13700000001", "13700000002"], idempotency_key="order-42", **ORDER).get(timeout=30)
+    phones = ["13700000001", "13700000002"]
+    first = send_sms.delay(phones, idempotency_key="order-42", **ORDER).get(timeout=30)
+    again = send_sms.delay(phones, idempotency_key="order-42", **ORDER).get(timeout=30)
     assert again["message_id"] == first["message_id"] and again["duplicate"] is True
     settle(Store(r, settings), first["message_id"], 2)
     assert sim.state.counters("infocloud").received == {"13700000001": 1, "13700000002": 1}

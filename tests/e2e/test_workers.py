@@ -15,7 +15,9 @@ pytestmark = pytest.mark.e2e
 LOGIN = {"template": "login_code", "params": {"code": "123456"}, "kind": "otp"}
 
 
-def test_per_phone_limits_hold_when_two_workers_race(start_worker: Callable[..., WorkerProcess], sim, r, settings) -> None:  # type: ignore[no-untyped-def]
+def test_per_phone_limits_hold_when_two_workers_race(  # type: ignore[no-untyped-def]
+    start_worker: Callable[..., WorkerProcess], sim, r, settings
+) -> None:
     from tasks import send_sms
 
     sim.state.set_faults("infocloud", FaultPlan(latency_s=0.05))  # keep the calls overlapping
@@ -35,7 +37,9 @@ def test_per_phone_limits_hold_when_two_workers_race(start_worker: Callable[...,
     assert totals == {"submitted": 200, "rate_limited": 7 * 200}
 
 
-def test_a_worker_killed_mid_chunk_loses_nothing(start_worker: Callable[..., WorkerProcess], sim, r, settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_worker_killed_mid_chunk_loses_nothing(  # type: ignore[no-untyped-def]
+    start_worker: Callable[..., WorkerProcess], sim, r, settings
+) -> None:
     from tasks import send_sms
     from tasks.poll import poll_receipts
 

@@ -1,4 +1,5 @@
-"""Infocloud adapter: signing (the seed's own strings), the code table, bodies, and the simulator round trip."""
+"""Infocloud adapter: signing (the seed's own strings), the code table, bodies, and the simulator round
+trip."""
 
 from __future__ import annotations
 
@@ -89,7 +90,9 @@ def test_each_sign_method_is_the_lowercase_hex_hmac(method: str, digest: object)
 
 
 def test_all_six_documented_methods_are_supported_and_others_refused() -> None:
-    assert set(SIGN_METHODS) == {"HmacMD5", "HmacSHA1", "HmacSHA224", "HmacSHA256", "HmacSHA384", "HmacSHA512"}
+    assert set(SIGN_METHODS) == {
+        "HmacMD5", "HmacSHA1", "HmacSHA224", "HmacSHA256", "HmacSHA384", "HmacSHA512"
+    }
     with pytest.raises(ValueError, match="HmacSHA999"):
         InfocloudAuth("k", "s", "HmacSHA999")
 
@@ -152,10 +155,14 @@ def test_transport_failures_map_to_not_sent_and_ambiguous() -> None:
     with pytest.raises(AmbiguousError):
         mock_provider(hang).send(SendRequest(("13800138000",), TEMPLATE))
     with pytest.raises(TransientError) as info:
-        mock_provider(lambda request: httpx.Response(502, text="bad gateway")).send(SendRequest(("13800138000",), TEMPLATE))
+        mock_provider(lambda request: httpx.Response(502, text="bad gateway")).send(
+            SendRequest(("13800138000",), TEMPLATE)
+        )
     assert info.value.code == "HTTP502"
     with pytest.raises(AmbiguousError) as amb:
-        mock_provider(lambda request: httpx.Response(200, text="<html>")).send(SendRequest(("13800138000",), TEMPLATE))
+        mock_provider(lambda request: httpx.Response(200, text="<html>")).send(
+            SendRequest(("13800138000",), TEMPLATE)
+        )
     assert amb.value.code == "MALFORMED"
 
 
@@ -182,7 +189,9 @@ def test_per_recipient_parameters_use_send_batch() -> None:
         return httpx.Response(200, json={"code": 200, "data": {"msgId": "574729305331499008"}})
 
     per = (RenderedTemplate("t", ("明",)), RenderedTemplate("t", ("张三",)))
-    mock_provider(handler).send(SendRequest(("13900000001", "13900000002"), RenderedTemplate("t"), per_recipient=per))
+    mock_provider(handler).send(
+        SendRequest(("13900000001", "13900000002"), RenderedTemplate("t"), per_recipient=per)
+    )
     assert seen[0].url.path == "/message/sendBatch"
     body = json.loads(seen[0].content)
     assert json.loads(body["phonesJson"]) == ["13900000001", "13900000002"]
@@ -224,7 +233,9 @@ def test_simulator_receipts_come_back_once_with_our_bid(sim) -> None:  # type: i
     second = provider.poll_receipts()
     assert len(first) == 600 and len(second) == 100  # at most 600 a call, each once
     assert {r.phone for r in (*first, *second)} == set(phones)
-    assert {(r.bid, r.batch_id, r.state) for r in first} == {("m-1.0", sent.batch_id, DeliveryState.DELIVERED)}
+    assert {(r.bid, r.batch_id, r.state) for r in first} == {
+        ("m-1.0", sent.batch_id, DeliveryState.DELIVERED)
+    }
     assert provider.poll_receipts() == ()
 
 
@@ -256,4 +267,6 @@ def test_simulator_fault_injection_gives_the_documented_codes(sim) -> None:  # t
 @pytest.mark.parametrize("answer", [{"code": 200, "data": ["x"]}, {"code": 200, "data": "x"}, {"code": True}])
 def test_an_unreadable_accepted_answer_is_ambiguous_not_a_crash(answer: dict) -> None:  # type: ignore[type-arg]
     with pytest.raises(AmbiguousError):
-        mock_provider(lambda request: httpx.Response(200, json=answer)).send(SendRequest(("13800138000",), TEMPLATE))
+        mock_provider(lambda request: httpx.Response(200, json=answer)).send(
+            SendRequest(("13800138000",), TEMPLATE)
+        )
