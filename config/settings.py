@@ -1,4 +1,5 @@
-"""Typed settings: environment first (``SMSD_`` prefix, ``__`` for nesting), then the TOML file in ``SMSD_CONFIG``.
+"""Typed settings: environment first (``SMSD_`` prefix, ``__`` for nesting), then the TOML file in
+``SMSD_CONFIG``.
 
 Examples: ``SMSD_REDIS_URL=redis://localhost:6379/0``, ``SMSD_INFOCLOUD__API_KEY=...``,
 ``SMSD_INFOCLOUD__BASE_URL=http://127.0.0.1:8800``. Templates, routing and limits usually live in the
@@ -40,6 +41,9 @@ class VendorSettings(_Section):
     read_timeout_s: float = Field(10.0, gt=0)
     requests_per_second: float = Field(50.0, gt=0, description="shared budget across all workers")
     batch_size: int = Field(1, ge=1)
+    receipt_poll_interval_s: float = Field(60.0, gt=0, description="beat pulls receipts this often")
+    query_per_minute: int = Field(60, ge=1, description="receipt queries a minute, across all workers")
+    receipt_page_size: int = Field(100, ge=1, description="a full page means: ask again at once")
 
     @field_validator("base_url")
     @classmethod
@@ -86,6 +90,7 @@ class XiaoruiSettings(VendorSettings):
     account: SecretStr = SecretStr("")
     password: SecretStr = SecretStr("")
     batch_size: int = Field(500, ge=1, le=500)
+    receipt_page_size: int = Field(1000, ge=10, le=10000)  # smsreport ``size`` (its default)
     extno: str = ""
 
     def credential_fields(self) -> tuple[str, ...]:
@@ -108,6 +113,7 @@ class TencentSettings(VendorSettings):
     app_key: SecretStr = SecretStr("")
     sign: str = ""
     batch_size: int = Field(1, ge=1, le=1)
+    receipt_page_size: int = Field(100, ge=1, le=100)  # pullstatus ``max``
 
     def credential_fields(self) -> tuple[str, ...]:
         return ("sdk_app_id", "app_key")

@@ -6,7 +6,7 @@ In the TOML file::
     text = "您的验证码是{code}，5分钟内有效。"
     infocloud = "675871161745170000"                            # id; params in the order of the text
     tencent = { id = "7839", params = ["code"] }               # id and its own parameter order
-    deepfinch = { id = "TPL_0001", params = ["code"] }
+    deepfinch = { id = "TPL_0000", params = ["code"] }
 
 Content-based vendors (Xiaorui, Ihuyi) take the rendered text and need no entry; ``xiaorui = false``
 opts a template out of one.

@@ -1,17 +1,21 @@
-"""Scheduled work on ``sms.poll``: receipts at each vendor's allowed cadence, long deferrals, the settle sweep."""
+"""Scheduled work on ``sms.poll``.
+
+Receipts at each vendor's allowed cadence, long deferrals, the settle sweep.
+"""
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import cast
 
 import structlog
 from celery import Task
 
 from config.settings import Settings, get_settings
 from providers.base import DeliveryState, Receipt
-from providers.errors import ProviderError, RateLimitedError
+from providers.errors import ProviderError, RateLimitedError, UnsupportedFeature
 from tasks.dispatch import AMBIGUOUS, event
 from worker.app import app
 from worker.limits import try_window
@@ -24,24 +28,29 @@ MAX_PAGES = 50  # per run; beat calls again
 
 @app.task(bind=True, name="tasks.poll.poll_receipts")
 def poll_receipts(self: Task, provider: str = "infocloud") -> int:
-    """Pull receipts while full pages come back, within the vendor's query cadence. Returns receipts applied."""
+    """Pull receipts while full pages come back, within the vendor's query cadence.
+
+    Returns how many receipts were applied.
+    """
     settings = get_settings()
+    section = settings.vendor(provider)
+    if not section.configured():
+        return 0
     client = get_redis(settings)
     adapter = get_provider(provider, settings)
-    page = settings.infocloud.receipt_page_size
     applied = 0
     for _ in range(MAX_PAGES):
-        if try_window(client, f"{provider}:query", settings.infocloud.query_per_minute, 60.0):
+        if try_window(client, f"{provider}:query", section.query_per_minute, 60.0):
             break  # the cadence is used up: the next beat tick goes on
         try:
             receipts = adapter.poll_receipts()
-        except RateLimitedError:
+        except (RateLimitedError, UnsupportedFeature):
             break
         except ProviderError as exc:
             log.warning("receipt poll failed", provider=provider, code=exc.code, error=str(exc))
             break
         applied += apply_receipts(Store(client, settings), provider, receipts)
-        if len(receipts) < page:
+        if len(receipts) < section.receipt_page_size:
             break
     return applied
 
@@ -88,7 +97,7 @@ def release_deferred(limit: int = 500) -> int:
     from tasks.send import dispatch_chunk
 
     client = get_redis()
-    due = client.zrangebyscore(Keys.deferred, 0, now_ms(), start=0, num=limit)
+    due = cast("list[str]", client.zrangebyscore(Keys.deferred, 0, now_ms(), start=0, num=limit))
     released = 0
     for entry in due:
         if client.zrem(Keys.deferred, entry):  # only the worker that removes it queues it
@@ -105,7 +114,7 @@ def settle_ambiguous(limit: int = 10_000) -> int:
     client = get_redis(settings)
     store = Store(client, settings)
     cutoff = now_ms() - settings.infocloud.settle_s * 1000
-    entries: list[str] = client.zrangebyscore(Keys.ambiguous, 0, cutoff, start=0, num=limit)
+    entries = cast("list[str]", client.zrangebyscore(Keys.ambiguous, 0, cutoff, start=0, num=limit))
     settled = 0
     for entry in entries:
         message_id, phone = entry.split("|", 1)
@@ -113,7 +122,8 @@ def settle_ambiguous(limit: int = 10_000) -> int:
         if record and record.state == State.SUBMITTED and record.code == AMBIGUOUS:
             failed = pack(State.FAILED, now_ms(), record.provider, record.vendor_id, "NO_RECEIPT",
                           "unconfirmed send never got a receipt")
-            store.write(message_id, {phone: failed}, [event(message_id, State.FAILED, record.provider, [phone], "NO_RECEIPT")])
+            events = [event(message_id, State.FAILED, record.provider, [phone], "NO_RECEIPT")]
+            store.write(message_id, {phone: failed}, events)
             settled += 1
         client.zrem(Keys.ambiguous, entry)
     return settled

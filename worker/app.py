@@ -14,8 +14,9 @@ import structlog
 from celery import Celery, signals
 from kombu import Exchange, Queue
 
-from config.settings import Settings, get_settings
+from config.settings import PROVIDERS, Settings, get_settings
 from worker.logging import configure as configure_logging
+from worker.registry import pulls_receipts
 
 QUEUES = ("sms.otp", "sms.notify", "sms.bulk", "sms.poll")
 
@@ -35,12 +36,18 @@ def queue_for(kind: str, recipients: int, settings: Settings) -> str:
 
 
 def beat_schedule(settings: Settings) -> dict[str, Any]:
-    return {
-        "infocloud-receipts": {
+    """Receipts from every vendor that offers a pull, each at its own interval; deferrals; the sweep."""
+    receipts = {
+        f"{name}-receipts": {
             "task": "tasks.poll.poll_receipts",
-            "schedule": settings.infocloud.receipt_poll_interval_s,
-            "args": ("infocloud",),
-        },
+            "schedule": settings.vendor(name).receipt_poll_interval_s,
+            "args": (name,),
+        }
+        for name in PROVIDERS
+        if pulls_receipts(name)
+    }
+    return {
+        **receipts,
         "release-deferred": {"task": "tasks.poll.release_deferred", "schedule": 5.0},
         "settle-ambiguous": {"task": "tasks.poll.settle_ambiguous", "schedule": 600.0},
     }

@@ -29,12 +29,21 @@ def capabilities(name: str) -> Capabilities:
     return PROVIDER_CLASSES[name].capabilities
 
 
+def pulls_receipts(name: str) -> bool:
+    """True when the vendor's adapter implements a receipt pull (others push, or offer none)."""
+    return PROVIDER_CLASSES[name].poll_receipts is not Provider.poll_receipts
+
+
 def make_client(settings: Settings, name: str) -> httpx.Client:
     """A pooled client with explicit time-outs. TLS verification stays on."""
     section = settings.vendor(name)
-    timeout = httpx.Timeout(section.read_timeout_s, connect=section.connect_timeout_s, pool=section.connect_timeout_s)
+    timeout = httpx.Timeout(
+        section.read_timeout_s, connect=section.connect_timeout_s, pool=section.connect_timeout_s
+    )
     limits = httpx.Limits(max_connections=32, max_keepalive_connections=16, keepalive_expiry=30)
-    return httpx.Client(timeout=timeout, limits=limits, verify=True, headers={"user-agent": "smsdispatch/0.1"})
+    return httpx.Client(
+        timeout=timeout, limits=limits, verify=True, headers={"user-agent": "smsdispatch/0.1"}
+    )
 
 
 def get_provider(name: str, settings: Settings | None = None) -> Provider:
