@@ -43,7 +43,6 @@ TEST_ENV = {
     "SMSD_RETRY__BACKOFF_CAP_S": "0.3",
     "SMSD_RETRY__RATE_LIMITED_WAIT_S": "0.3",
     "SMSD_RETRY__MAX_ATTEMPTS": "8",
-    "SMSD_INFOCLOUD__QUERY_PER_MINUTE": "100000",
     "SMSD_INFOCLOUD__READ_TIMEOUT_S": "2",
     "SMSD_INFOCLOUD__CONNECT_TIMEOUT_S": "1",
     "SMSD_ROUTING": '{"otp": ["infocloud"], "notify": ["infocloud"], "marketing": ["infocloud"]}',
@@ -87,8 +86,9 @@ def simulator(env: dict[str, str]) -> Iterator[SimulatorServer]:
     from config.settings import get_settings
 
     sim = SimulatorServer(get_settings(), SimConfig(query_per_minute=100000, tps_limit=100000)).start()
-    env["SMSD_INFOCLOUD__BASE_URL"] = sim.url
-    os.environ["SMSD_INFOCLOUD__BASE_URL"] = sim.url
+    for name in ("INFOCLOUD", "XIAORUI", "DEEPFINCH", "TENCENT", "IHUYI"):
+        env[f"SMSD_{name}__BASE_URL"] = os.environ[f"SMSD_{name}__BASE_URL"] = sim.url
+        env[f"SMSD_{name}__QUERY_PER_MINUTE"] = os.environ[f"SMSD_{name}__QUERY_PER_MINUTE"] = "100000"
     _reload_settings()
     from worker.app import app, configure
 

@@ -22,8 +22,13 @@ def test_2500_recipients_become_three_chunks_of_at_most_1000(settings: Settings)
 
 
 def test_bad_numbers_are_rejected_one_by_one_and_duplicates_removed(settings: Settings) -> None:
-    result = plan(settings, to=["13800138000", "+86 138 0013 8000", "12345", "13900000000"],
-                  template="login_code", params={"code": "1234"}, kind="otp")
+    result = plan(
+        settings,
+        to=["13800138000", "+86 138 0013 8000", "12345", "13900000000"],
+        template="login_code",
+        params={"code": "1234"},
+        kind="otp",
+    )
     assert [c.phones for c in result.chunks] == [("13800138000", "13900000000")]
     assert result.duplicates == 1
     assert [(given, why.split(":")[0]) for given, why in result.rejected] == [("12345", "to")]
@@ -36,8 +41,14 @@ def test_parameters_follow_the_vendor_order(settings: Settings) -> None:
 
 
 def test_per_recipient_parameters_take_the_send_batch_form(settings: Settings) -> None:
-    result = plan(settings, to=[{"phone": "13800000001", "params": {"code": "1111"}},
-                                {"phone": "13800000002", "params": {"code": "2222"}}], template="login_code")
+    result = plan(
+        settings,
+        to=[
+            {"phone": "13800000001", "params": {"code": "1111"}},
+            {"phone": "13800000002", "params": {"code": "2222"}},
+        ],
+        template="login_code",
+    )
     (chunk,) = result.chunks
     assert chunk.per_recipient is not None
     assert [t.params for t in chunk.per_recipient] == [("1111",), ("2222",)]
@@ -81,3 +92,62 @@ def test_an_unhealthy_vendor_is_skipped_with_its_reason(settings: Settings) -> N
     )
     result = build_plan(request, settings, unhealthy={"infocloud": {"code": "40002", "reason": "余额不足"}})
     assert "unhealthy after code 40002" in result.rejected[0][1]
+
+
+def routed(settings: Settings, routing: dict[str, tuple[str, ...]], unhealthy=None, **request: object):  # type: ignore[no-untyped-def]
+    custom = settings.model_copy(update={"routing": {**settings.routing, **routing}})
+    return build_plan(validate_request(request, custom), custom, unhealthy or {})
+
+
+def test_routing_takes_the_kinds_vendors_in_order_and_skips_an_unhealthy_one(settings: Settings) -> None:
+    otp = {"otp": ("tencent", "ihuyi", "infocloud")}
+    first = routed(settings, otp, to="13800138000", template="login_code", params={"code": "1"}, kind="otp")
+    assert first.providers == {"tencent"}
+    benched = {"tencent": {"code": "1033", "reason": "arrears"}}
+    second = routed(
+        settings, otp, benched, to="13800138000", template="login_code", params={"code": "1"}, kind="otp"
+    )
+    assert second.providers == {"ihuyi"}
+    assert second.chunks[0].template.text == "您的验证码是1，5分钟内有效。"  # a content vendor gets the text
+
+
+def test_a_vendor_without_the_template_is_skipped_and_international_numbers_go_where_taken(
+    settings: Settings,
+) -> None:
+    notify = {"notify": ("deepfinch", "xiaorui", "tencent")}
+    result = routed(
+        settings,
+        notify,
+        to=["13800138000", "+85291234567"],
+        template="bill",
+        params={"name": "张三", "amount": "9"},
+    )
+    by_phone = {c.phones[0]: c.provider for c in result.chunks}
+    assert by_phone["13800138000"] == "xiaorui"  # deepfinch has no "bill" id
+    # tencent has no "bill" id either, and the others take no international numbers:
+    assert [given for given, _ in result.rejected] == ["+85291234567"]
+    why = result.rejected[0][1]
+    assert "deepfinch: template 'bill' has no deepfinch entry" in why
+    assert "xiaorui: does not take international numbers" in why
+    assert "tencent: template 'bill' has no tencent entry" in why
+
+
+def test_a_vendor_without_credentials_is_skipped_naming_the_settings(settings: Settings) -> None:
+    from config.settings import TencentSettings
+
+    custom = settings.model_copy(
+        update={"tencent": TencentSettings(), "routing": {**settings.routing, "otp": ("tencent",)}}
+    )
+    request = validate_request(
+        {"to": "13800138000", "template": "login_code", "params": {"code": "1"}, "kind": "otp"}, custom
+    )
+    result = build_plan(request, custom, {})
+    assert (
+        "tencent: not configured (set SMSD_TENCENT__SDK_APP_ID, SMSD_TENCENT__APP_KEY)"
+        in result.rejected[0][1]
+    )
+
+
+def test_text_longer_than_a_vendor_takes_is_refused_before_any_call(settings: Settings) -> None:
+    result = routed(settings, {}, to="13800138000", content="长" * 301, provider="ihuyi")
+    assert result.chunks == [] and "content: 301 characters, ihuyi takes 300" in result.rejected[0][1]

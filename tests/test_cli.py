@@ -1,0 +1,43 @@
+"""The smsdispatch command: status of a message, and a clear error for bad configuration."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from worker.cli import main
+from worker.store import State, Store, now_ms, pack
+
+
+def test_status_shows_counts_and_masked_recipients(r, settings) -> None:  # type: ignore[no-untyped-def]
+    store = Store(r, settings)
+    store.create_message("m-1", {"kind": "notify", "template": "order_shipped", "recipients": 2, "chunks": 1})
+    store.write(
+        "m-1",
+        {
+            "13800138000": pack(State.DELIVERED, now_ms(), "infocloud", "574", "DELIVRD"),
+            "13900139000": pack(State.FAILED, now_ms(), "infocloud", "574", "UNDELIV"),
+        },
+    )
+    out = CliRunner().invoke(main, ["status", "m-1", "--recipients"])
+    assert out.exit_code == 0, out.output
+    assert "delivered" in out.output and "failed" in out.output and "order_shipped" in out.output
+    assert "138****8000" in out.output and "13800138000" not in out.output
+
+
+def test_status_of_an_unknown_message_is_an_error(r, settings) -> None:  # type: ignore[no-untyped-def]
+    out = CliRunner().invoke(main, ["status", "nope"])
+    assert out.exit_code == 1 and "no message nope" in out.output
+
+
+def test_bad_configuration_stops_the_command_naming_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from config.settings import get_settings
+
+    monkeypatch.setenv("SMSD_INFOCLOUD__SIGN_METHOD", "HmacFoo")
+    get_settings.cache_clear()
+    try:
+        out = CliRunner().invoke(main, ["status", "m-1"])
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert out.exit_code == 1 and "SMSD_INFOCLOUD__SIGN_METHOD" in out.output
