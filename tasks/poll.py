@@ -58,8 +58,7 @@ def poll_receipts(self: Task, provider: str = "infocloud") -> int:
 def apply_receipts(store: Store, provider: str, receipts: Sequence[Receipt]) -> int:
     """Move each receipt's recipient from submitted to delivered or failed. Returns how many moved."""
     by_message: dict[str, list[Receipt]] = defaultdict(list)
-    for receipt in receipts:
-        message_id = _message_of(store, provider, receipt)
+    for receipt, message_id in zip(receipts, _messages_of(store, provider, receipts), strict=True):
         if message_id:
             by_message[message_id].append(receipt)
         else:
@@ -77,11 +76,21 @@ def apply_receipts(store: Store, provider: str, receipts: Sequence[Receipt]) -> 
     return moved
 
 
-def _message_of(store: Store, provider: str, receipt: Receipt) -> str | None:
-    if receipt.bid and "." in receipt.bid:
-        return receipt.bid.rsplit(".", 1)[0]  # our bid is "<message id>.<chunk>"
-    key = receipt.batch_id or receipt.vendor_id
-    return store.message_for_batch(provider, key) if key else None
+def _messages_of(store: Store, provider: str, receipts: Sequence[Receipt]) -> list[str | None]:
+    """Each receipt's message: from our bid ("<message id>.<chunk>") where the vendor echoes it, else
+    through the index of the vendor's batch or per-phone ids, all looked up in one round trip."""
+    found: list[str | None] = [None] * len(receipts)
+    lookups: dict[str, list[int]] = defaultdict(list)
+    for i, receipt in enumerate(receipts):
+        if receipt.bid and "." in receipt.bid:
+            found[i] = receipt.bid.rsplit(".", 1)[0]
+        elif key := receipt.batch_id or receipt.vendor_id:
+            lookups[key].append(i)
+    if lookups:
+        for key, message_id in zip(lookups, store.messages_for_batches(provider, list(lookups)), strict=True):
+            for i in lookups[key]:
+                found[i] = message_id
+    return found
 
 
 def _receipt_events(message_id: str, provider: str, changed: Sequence[str]) -> list[dict[str, str]]:

@@ -115,3 +115,31 @@ def test_our_record_of_a_call_never_overwrites_a_receipt_that_came_first(sim, r,
     store.write("msg-1", dict.fromkeys(["13900000001", "13900000002"], submitted), over_sending=True)
     assert store.records("msg-1")["13900000001"].state == State.DELIVERED
     assert store.records("msg-1")["13900000002"].state == State.SUBMITTED
+
+
+def test_receipts_found_by_vendor_ids_are_looked_up_in_one_round_trip(r, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from providers.base import DeliveryState, Receipt
+    from worker.store import pack
+
+    store = Store(r, settings)
+    for message_id, phone, sid in (("m-a", "13900000001", "sid-1"), ("m-b", "13900000002", "sid-2")):
+        store.write(
+            message_id,
+            {phone: pack(State.SUBMITTED, 1, "tencent", sid, "0")},
+            index={Keys.vendor_batch("tencent", sid): message_id},
+        )
+    receipts = [
+        Receipt("tencent", "13900000001", DeliveryState.DELIVERED, "DELIVRD", vendor_id="sid-1"),
+        Receipt("tencent", "13900000002", DeliveryState.FAILED, "UNDELIV", vendor_id="sid-2"),
+        Receipt("tencent", "13900000003", DeliveryState.DELIVERED, "DELIVRD", vendor_id="sid-x"),
+    ]
+    sent: list[object] = []
+    real = r.execute_command
+    monkeypatch.setattr(r, "execute_command", lambda *args, **kw: sent.append(args[0]) or real(*args, **kw))
+    assert apply_receipts(store, "tencent", receipts) == 2
+    assert sent.count("MGET") == 1 and "GET" not in sent
+    assert store.records("m-a")["13900000001"].state == State.DELIVERED
+    assert (store.records("m-b")["13900000002"].state, store.records("m-b")["13900000002"].code) == (
+        State.FAILED,
+        "UNDELIV",
+    )

@@ -220,8 +220,10 @@ class Store:
         raw = cast("dict[str, str]", self.r.hgetall(Keys.recipients(message_id)))
         return Counter(value.split(SEP, 1)[0] for value in raw.values())
 
-    def message_for_batch(self, provider: str, batch_id: str) -> str | None:
-        return cast("str | None", self.r.get(Keys.vendor_batch(provider, batch_id)))
+    def messages_for_batches(self, provider: str, batch_ids: Sequence[str]) -> list[str | None]:
+        """The message of each vendor batch or per-phone id (None where unknown), in one round trip."""
+        keys = [Keys.vendor_batch(provider, batch_id) for batch_id in batch_ids]
+        return cast("list[str | None]", self.r.mget(keys))
 
     # -- idempotency --------------------------------------------------------------------------------
 
