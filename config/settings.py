@@ -44,6 +44,7 @@ class VendorSettings(_Section):
     receipt_poll_interval_s: float = Field(60.0, gt=0, description="beat pulls receipts this often")
     query_per_minute: int = Field(60, ge=1, description="receipt queries a minute, across all workers")
     receipt_page_size: int = Field(100, ge=1, description="a full page means: ask again at once")
+    settle_s: int = Field(72 * 3600, gt=0, description="an unconfirmed send without receipt is failed after")
 
     @field_validator("base_url")
     @classmethod
@@ -77,7 +78,6 @@ class InfocloudSettings(VendorSettings):
     receipt_poll_interval_s: float = Field(60.0, gt=0)
     balance_interval_s: float = Field(15.0, ge=15.0)
     receipt_page_size: int = Field(600, ge=1, le=600)
-    settle_s: int = Field(72 * 3600, gt=0, description="a message without receipt after this is failed")
 
     def credential_fields(self) -> tuple[str, ...]:
         return ("api_key", "access_key")

@@ -13,7 +13,7 @@ from typing import cast
 import structlog
 from celery import Task
 
-from config.settings import Settings, get_settings
+from config.settings import PROVIDERS, Settings, get_settings
 from providers.base import DeliveryState, Receipt
 from providers.errors import ProviderError, RateLimitedError, UnsupportedFeature
 from tasks.dispatch import AMBIGUOUS, event
@@ -118,22 +118,35 @@ def release_deferred(limit: int = 500) -> int:
 
 @app.task(name="tasks.poll.settle_ambiguous")
 def settle_ambiguous(limit: int = 10_000) -> int:
-    """Fail the ambiguous recipients that never got a receipt within the vendor's settle window."""
+    """Fail the unconfirmed (ambiguous) recipients that got no receipt within their vendor's settle window
+    (Infocloud: 72 hours). Those that a receipt settled meanwhile are just dropped from the list."""
     settings: Settings = get_settings()
     client = get_redis(settings)
     store = Store(client, settings)
-    cutoff = now_ms() - settings.infocloud.settle_s * 1000
-    entries = cast("list[str]", client.zrangebyscore(Keys.ambiguous, 0, cutoff, start=0, num=limit))
+    now = now_ms()
+    earliest = now - min(settings.vendor(name).settle_s for name in PROVIDERS) * 1000
+    entries = cast(
+        "list[tuple[str, float]]",
+        client.zrangebyscore(Keys.ambiguous, 0, earliest, start=0, num=limit, withscores=True),
+    )
     settled = 0
-    for entry in entries:
+    for entry, at in entries:
         message_id, phone = entry.split("|", 1)
         record = store.records(message_id, [phone]).get(phone)
-        if record and record.state == State.SUBMITTED and record.code == AMBIGUOUS:
-            failed = pack(State.FAILED, now_ms(), record.provider, record.vendor_id, "NO_RECEIPT",
-                          "unconfirmed send never got a receipt")
+        unconfirmed = record is not None and record.state == State.SUBMITTED and record.code == AMBIGUOUS
+        if record is not None and unconfirmed and at > now - settings.vendor(record.provider).settle_s * 1000:
+            continue  # this vendor's window is longer
+        if record is not None and unconfirmed:
+            failed = pack(
+                State.FAILED,
+                now,
+                record.provider,
+                record.vendor_id,
+                "NO_RECEIPT",
+                "unconfirmed send never got a receipt",
+            )
             events = [event(message_id, State.FAILED, record.provider, [phone], "NO_RECEIPT")]
             store.write(message_id, {phone: failed}, events)
             settled += 1
         client.zrem(Keys.ambiguous, entry)
     return settled
-

@@ -143,3 +143,32 @@ def test_receipts_found_by_vendor_ids_are_looked_up_in_one_round_trip(r, setting
         State.FAILED,
         "UNDELIV",
     )
+
+
+def test_the_settle_sweep_fails_unconfirmed_sends_only_after_the_window(r, settings) -> None:  # type: ignore[no-untyped-def]
+    from tasks.poll import settle_ambiguous
+    from worker.store import now_ms, pack
+
+    store = Store(r, settings)
+    old = now_ms() - settings.infocloud.settle_s * 1000 - 1000
+    fresh = now_ms() - 1000
+    records = {
+        "13900000001": pack(State.SUBMITTED, old, "infocloud", "msg-1.0", AMBIGUOUS),
+        "13900000002": pack(State.SUBMITTED, fresh, "infocloud", "msg-1.0", AMBIGUOUS),
+        "13900000003": pack(State.DELIVERED, old, "infocloud", "msg-1.0", "DELIVRD"),
+    }
+    store.write("msg-1", records)
+    store.note_ambiguous("msg-1", ["13900000001", "13900000003"], old)
+    store.note_ambiguous("msg-1", ["13900000002"], fresh)
+    assert settle_ambiguous() == 1
+    after = store.records("msg-1")
+    assert (after["13900000001"].state, after["13900000001"].code) == (State.FAILED, "NO_RECEIPT")
+    assert after["13900000002"].state == State.SUBMITTED  # still inside the window
+    assert after["13900000003"].state == State.DELIVERED  # a receipt settled it; only dropped from the list
+    assert r.zrange(Keys.ambiguous, 0, -1) == ["msg-1|13900000002"]
+
+
+def test_a_benched_provider_stays_benched_for_unhealthy_s(sim, r, settings) -> None:  # type: ignore[no-untyped-def]
+    sim.state.set_faults("infocloud", FaultPlan(codes=("2001",), code_rate=1.0))
+    run_chunk(job(["13900000001"]), settings, r, provider(settings))
+    assert abs(r.ttl(Keys.health("infocloud")) - settings.unhealthy_s) <= 1

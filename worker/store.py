@@ -240,8 +240,10 @@ class Store:
 
     # -- provider health ----------------------------------------------------------------------------
 
-    def mark_unhealthy(self, provider: str, code: str, reason: str, for_s: int = 300) -> None:
+    def mark_unhealthy(self, provider: str, code: str, reason: str) -> None:
+        """Bench ``provider`` for ``unhealthy_s``: routing skips it meanwhile."""
         key = Keys.health(provider)
+        for_s = self.settings.unhealthy_s
         with self.r.pipeline(transaction=False) as pipe:
             pipe.hset(key, mapping={"code": code, "reason": reason[:200], "at": now_ms()})
             pipe.expire(key, for_s)
