@@ -198,6 +198,7 @@ class Settings(BaseSettings):
 
     max_countdown_s: int = Field(120, gt=0, description="longer retry waits are kept in Redis, not Celery")
     unhealthy_s: int = Field(300, gt=0, description="how long an auth/balance failure benches a vendor")
+    unmatched_receipt_keep_s: int = Field(900, gt=0, description="how long a receipt waits for its message")
 
     @property
     def effective_redis_url(self) -> str:

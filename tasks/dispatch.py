@@ -62,9 +62,12 @@ class Writes:
 
 @dataclass(frozen=True, slots=True)
 class Retry:
+    """Send ``phones`` again after ``delay_s``; with ``failover``, plan them again for another vendor."""
+
     phones: tuple[str, ...]
     delay_s: float
     attempt: int
+    failover: bool = False
 
 
 def event(
@@ -151,7 +154,11 @@ def _send(
     except PermanentError as exc:
         if isinstance(exc, ConfigError | BalanceError):
             store.mark_unhealthy(chunk.provider, exc.code, str(exc))
-            bound.error("provider marked unhealthy", code=exc.code, error=str(exc))
+            bound.error(
+                "provider marked unhealthy", code=exc.code, error=str(exc), failover=bool(chunk.logical)
+            )
+            if chunk.logical is not None:  # the vendor refused the whole call: nothing was sent
+                return _failover(job, phones, exc, out)
         else:
             bound.warning("vendor refused the request", code=exc.code, error=str(exc))
         _fail(job, phones, exc.code, exc.text or str(exc), out)
@@ -179,6 +186,14 @@ def _transient(
     retry_record = pack(State.RETRY, now_ms(), job.chunk.provider, "", exc.code, exc.text)
     out.records.update(dict.fromkeys(phones, retry_record))
     return Retry(phones, delay, attempt)
+
+
+def _failover(job: ChunkJob, phones: tuple[str, ...], exc: PermanentError, out: Writes) -> Retry:
+    # "retry": queued again with their per-phone limits already charged, for whichever vendor is next.
+    record = pack(State.RETRY, now_ms(), job.chunk.provider, "", exc.code, f"failing over: {exc.text or exc}")
+    out.records.update(dict.fromkeys(phones, record))
+    out.events.append(event(job.message_id, State.RETRY, job.chunk.provider, phones, f"failover {exc.code}"))
+    return Retry(phones, 0.0, job.attempt, failover=True)
 
 
 def _fail(

@@ -96,6 +96,9 @@ class ChunkSpec:
     phones: tuple[str, ...]
     template: RenderedTemplate
     per_recipient: tuple[RenderedTemplate, ...] | None = None
+    # The request in its logical form (template name and params, or content), so that the chunk can be
+    # planned again for another vendor if this one refuses the whole call. None with per-recipient params.
+    logical: Mapping[str, Any] | None = None
 
     def to_task(self) -> dict[str, Any]:
         return {
@@ -104,6 +107,7 @@ class ChunkSpec:
             "phones": list(self.phones),
             "template": _template_dict(self.template),
             "per_recipient": [list(t.params) for t in self.per_recipient] if self.per_recipient else None,
+            "logical": dict(self.logical) if self.logical is not None else None,
         }
 
     @classmethod
@@ -120,14 +124,16 @@ class ChunkSpec:
             if per
             else None
         )
-        return cls(data["number"], data["provider"], tuple(data["phones"]), template, per_recipient)
+        phones = tuple(data["phones"])
+        return cls(data["number"], data["provider"], phones, template, per_recipient, data.get("logical"))
 
     def only(self, phones: Sequence[str]) -> ChunkSpec:
         """The same chunk restricted to ``phones`` (for a retry of the ones still to send)."""
         keep = set(phones)
         idx = [i for i, p in enumerate(self.phones) if p in keep]
         per = tuple(self.per_recipient[i] for i in idx) if self.per_recipient else None
-        return ChunkSpec(self.number, self.provider, tuple(self.phones[i] for i in idx), self.template, per)
+        phones = tuple(self.phones[i] for i in idx)
+        return ChunkSpec(self.number, self.provider, phones, self.template, per, self.logical)
 
 
 def _template_dict(t: RenderedTemplate) -> dict[str, Any]:
@@ -155,9 +161,7 @@ class _Group:
     params: list[dict[str, Any] | None] = field(default_factory=list)
 
 
-def build_plan(
-    request: SendInput, settings: Settings, unhealthy: Mapping[str, Mapping[str, str]]
-) -> Plan:
+def build_plan(request: SendInput, settings: Settings, unhealthy: Mapping[str, Mapping[str, str]]) -> Plan:
     """Normalize, dedupe, route per group (mainland / international), render and cut into chunks."""
     plan = Plan(kind=request.kind)
     groups = _normalize(request, plan)
@@ -221,6 +225,7 @@ def _cut(
             return
         phones = group.phones
     max_chars = capabilities(provider).max_content_chars
+    logical = None if rendered is not None else logical_form(request)
     for start in range(0, len(phones), size):
         part = tuple(phones[start : start + size])
         per = tuple(rendered[start : start + size]) if rendered is not None else None
@@ -229,11 +234,20 @@ def _cut(
             why = f"content: {len(chunk_template.text)} characters, {provider} takes {max_chars}"
             plan.rejected += [(p, why) for p in part]
             continue
-        plan.chunks.append(
-            ChunkSpec(len(plan.chunks), provider, part, chunk_template, per if size > 1 else None)
-        )
+        per_call = per if size > 1 else None
+        plan.chunks.append(ChunkSpec(len(plan.chunks), provider, part, chunk_template, per_call, logical))
         plan.accepted += len(part)
         plan.providers.add(provider)
+
+
+def logical_form(request: SendInput) -> dict[str, Any]:
+    """The parts of a request that say what to send, whichever vendor sends it."""
+    return {
+        "template": request.template,
+        "params": request.params,
+        "content": request.content,
+        "provider": request.provider,
+    }
 
 
 def _renderer(

@@ -17,6 +17,7 @@ from config.settings import PROVIDERS, Settings, get_settings
 from providers.base import DeliveryState, Receipt
 from providers.errors import ProviderError, RateLimitedError, UnsupportedFeature
 from tasks.dispatch import AMBIGUOUS, event
+from tasks.phones import mask
 from worker.app import app
 from worker.limits import try_window
 from worker.registry import get_provider
@@ -56,24 +57,44 @@ def poll_receipts(self: Task, provider: str = "infocloud") -> int:
 
 
 def apply_receipts(store: Store, provider: str, receipts: Sequence[Receipt]) -> int:
-    """Move each receipt's recipient from submitted to delivered or failed. Returns how many moved."""
+    """Move each receipt's recipient from submitted (or sending) to delivered or failed.
+
+    A receipt whose message cannot be found yet (the vendor's per-phone id is indexed when the worker
+    records the vendor's answer, and a fast receipt can beat it) is parked and tried again with the
+    next page for ``unmatched_receipt_keep_s``: vendors return a receipt only once. Returns how many
+    recipients moved.
+    """
+    now = now_ms()
+    items = [(receipt, now) for receipt in receipts] + store.take_parked_receipts(provider)
     by_message: dict[str, list[Receipt]] = defaultdict(list)
-    for receipt, message_id in zip(receipts, _messages_of(store, provider, receipts), strict=True):
+    unmatched: list[tuple[Receipt, int]] = []
+    found = _messages_of(store, provider, [receipt for receipt, _ in items])
+    for (receipt, seen), message_id in zip(items, found, strict=True):
         if message_id:
             by_message[message_id].append(receipt)
         else:
-            log.info("receipt for an unknown message", provider=provider, phone=receipt.phone)
-    moved = 0
-    apply = script(store.r, "apply_receipts")
-    for message_id, items in by_message.items():
-        args: list[str | int] = [now_ms()]
-        for r in items:
-            state = State.DELIVERED if r.state is DeliveryState.DELIVERED else State.FAILED
-            args += [r.phone, state.value, r.code]
-        changed: list[str] = apply(keys=[Keys.recipients(message_id)], args=args)
-        moved += len(changed) // 2
-        store.write(message_id, {}, _receipt_events(message_id, provider, changed))
-    return moved
+            unmatched.append((receipt, seen))
+    keep = [(r, seen) for r, seen in unmatched if seen > now - store.settings.unmatched_receipt_keep_s * 1000]
+    store.park_receipts(provider, keep)
+    if len(keep) < len(unmatched):
+        example = mask(unmatched[0][0].phone)
+        log.warning(
+            "receipts for unknown messages dropped",
+            provider=provider,
+            count=len(unmatched) - len(keep),
+            example=example,
+        )
+    return sum(_apply(store, provider, message_id, items) for message_id, items in by_message.items())
+
+
+def _apply(store: Store, provider: str, message_id: str, receipts: Sequence[Receipt]) -> int:
+    args: list[str | int] = [now_ms()]
+    for r in receipts:
+        state = State.DELIVERED if r.state is DeliveryState.DELIVERED else State.FAILED
+        args += [r.phone, state.value, r.code]
+    changed: list[str] = script(store.r, "apply_receipts")(keys=[Keys.recipients(message_id)], args=args)
+    store.write(message_id, {}, _receipt_events(message_id, provider, changed))
+    return len(changed) // 2
 
 
 def _messages_of(store: Store, provider: str, receipts: Sequence[Receipt]) -> list[str | None]:

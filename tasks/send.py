@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -53,8 +54,15 @@ def send_sms(
     settings = get_settings()
     message_id = self.request.id or str(uuid.uuid4())
     request = validate_request(
-        {"to": to, "template": template, "params": params or {}, "content": content, "kind": kind,
-         "provider": provider, "idempotency_key": idempotency_key},
+        {
+            "to": to,
+            "template": template,
+            "params": params or {},
+            "content": content,
+            "kind": kind,
+            "provider": provider,
+            "idempotency_key": idempotency_key,
+        },
         settings,
     )
     structlog.contextvars.bind_contextvars(message_id=message_id)
@@ -75,8 +83,14 @@ def _plan_and_send(message_id: str, request: SendInput, settings: Settings, stor
     total = plan.accepted + len(plan.rejected)
     store.create_message(
         message_id,
-        {"kind": request.kind, "template": request.template or "", "created_ms": now_ms(),
-         "recipients": total, "chunks": len(plan.chunks), "providers": ",".join(sorted(plan.providers))},
+        {
+            "kind": request.kind,
+            "template": request.template or "",
+            "created_ms": now_ms(),
+            "recipients": total,
+            "chunks": len(plan.chunks),
+            "providers": ",".join(sorted(plan.providers)),
+        },
     )
     _record_rejections(store, message_id, plan)
     queue = queue_for(request.kind, plan.accepted, settings)
@@ -145,6 +159,9 @@ def dispatch_chunk(self: Task, message_id: str, kind: str, chunk: dict[str, Any]
 
 def schedule_retry(job: ChunkJob, retry: Retry, queue: str) -> None:
     """Queue the phones still to send. Waits past ``max_countdown_s`` are kept in Redis (see ``poll``)."""
+    if retry.failover:
+        fail_over(job, retry.phones, queue)
+        return
     settings = get_settings()
     args = (job.message_id, job.kind, job.chunk.only(retry.phones).to_task(), retry.attempt)
     if retry.delay_s <= settings.max_countdown_s:
@@ -153,3 +170,27 @@ def schedule_retry(job: ChunkJob, retry: Retry, queue: str) -> None:
     due_ms = now_ms() + int(retry.delay_s * 1000)
     entry = json.dumps({"args": args, "queue": queue, "id": str(uuid.uuid4())})
     get_redis(settings).zadd(Keys.deferred, {entry: due_ms})
+
+
+def fail_over(job: ChunkJob, phones: tuple[str, ...], queue: str) -> None:
+    """Plan ``phones`` again without the vendors now benched, and queue the new chunks. Recipients no
+    vendor can take are failed with the reasons."""
+    settings = get_settings()
+    store = Store(get_redis(settings), settings)
+    request = validate_request({"to": list(phones), "kind": job.kind, **(job.chunk.logical or {})}, settings)
+    plan = build_plan(request, settings, store.unhealthy(PROVIDERS))
+    for i, chunk in enumerate(plan.chunks):
+        spec = replace(chunk, number=(job.chunk.number + 1) * 1000 + i)  # a bid of its own
+        dispatch_chunk.apply_async((job.message_id, job.kind, spec.to_task(), 0), queue=queue)
+    if plan.rejected:
+        at = now_ms()
+        records = {
+            phone: pack(State.FAILED, at, job.chunk.provider, "", "NO_ROUTE", why)
+            for phone, why in plan.rejected
+        }
+        store.write(
+            job.message_id, records, [event(job.message_id, State.FAILED, "", list(records), "NO_ROUTE")]
+        )
+    log.warning(
+        "failed over", recipients=len(phones), to=sorted(plan.providers), unroutable=len(plan.rejected)
+    )

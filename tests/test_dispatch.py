@@ -172,3 +172,37 @@ def test_a_benched_provider_stays_benched_for_unhealthy_s(sim, r, settings) -> N
     sim.state.set_faults("infocloud", FaultPlan(codes=("2001",), code_rate=1.0))
     run_chunk(job(["13900000001"]), settings, r, provider(settings))
     assert abs(r.ttl(Keys.health("infocloud")) - settings.unhealthy_s) <= 1
+
+
+def test_a_vendor_that_refuses_the_whole_call_hands_the_chunk_over(sim, r, settings) -> None:  # type: ignore[no-untyped-def]
+    sim.state.set_faults("infocloud", FaultPlan(codes=("40002",), code_rate=1.0))
+    logical = {
+        "template": "order_shipped",
+        "params": {"order": "A1", "tracking": "SF"},
+        "content": None,
+        "provider": None,
+    }
+    chunk = ChunkSpec(0, "infocloud", ("13900000001", "13900000002"), TEMPLATE, logical=logical)
+    retry = run_chunk(ChunkJob("msg-1", "notify", chunk), settings, r, provider(settings))
+    assert retry is not None and retry.failover and retry.phones == ("13900000001", "13900000002")
+    assert {rec.state for rec in Store(r, settings).records("msg-1").values()} == {State.RETRY}
+    assert "infocloud" in Store(r, settings).unhealthy(["infocloud"])
+    assert sim.state.counters("infocloud").received == {}
+
+
+def test_a_receipt_that_beats_its_index_is_parked_and_applied_later(r, settings) -> None:  # type: ignore[no-untyped-def]
+    from providers.base import DeliveryState, Receipt
+    from worker.store import pack
+
+    store = Store(r, settings)
+    early = Receipt("xiaorui", "13900000001", DeliveryState.DELIVERED, "DELIVRD", vendor_id="mid-1")
+    assert apply_receipts(store, "xiaorui", [early]) == 0  # the worker has not recorded the answer yet
+    assert r.llen(Keys.unmatched("xiaorui")) == 1
+    store.write(
+        "m-x",
+        {"13900000001": pack(State.SUBMITTED, 1, "xiaorui", "mid-1", "0")},
+        index={Keys.vendor_batch("xiaorui", "mid-1"): "m-x"},
+    )
+    assert apply_receipts(store, "xiaorui", []) == 1  # the next poll matches it
+    assert store.records("m-x")["13900000001"].state == State.DELIVERED
+    assert r.llen(Keys.unmatched("xiaorui")) == 0

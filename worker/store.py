@@ -23,6 +23,7 @@ import redis
 from redis.typing import EncodableT, FieldT
 
 from config.settings import Settings, get_settings
+from providers.base import DeliveryState, Receipt
 
 SEP = "\x1f"
 LUA = Path(__file__).parent / "lua"
@@ -74,6 +75,18 @@ def _fields(mapping: Mapping[str, str | int]) -> dict[FieldT, EncodableT]:
     return dict(mapping.items())
 
 
+def _receipt_fields(receipt: Receipt) -> dict[str, str]:
+    return {
+        "phone": receipt.phone,
+        "state": receipt.state.value,
+        "code": receipt.code,
+        "batch_id": receipt.batch_id,
+        "vendor_id": receipt.vendor_id,
+        "bid": receipt.bid,
+        "at": receipt.at,
+    }
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -119,6 +132,10 @@ class Keys:
     events = "smsd:events"
     ambiguous = "smsd:ambiguous"
     deferred = "smsd:deferred"
+
+    @classmethod
+    def unmatched(cls, provider: str) -> str:
+        return f"{cls.prefix}:unmatched:{provider}"
 
 
 _clients: dict[tuple[int, str], redis.Redis] = {}
@@ -224,6 +241,33 @@ class Store:
         """The message of each vendor batch or per-phone id (None where unknown), in one round trip."""
         keys = [Keys.vendor_batch(provider, batch_id) for batch_id in batch_ids]
         return cast("list[str | None]", self.r.mget(keys))
+
+    # -- receipts that arrived before their index --------------------------------------------------
+
+    def park_receipts(self, provider: str, items: Sequence[tuple[Receipt, int]]) -> None:
+        """Keep receipts whose message is not found yet, with when they were first seen (ms)."""
+        if not items:
+            return
+        key = Keys.unmatched(provider)
+        rows = [json.dumps({**_receipt_fields(receipt), "seen": seen}) for receipt, seen in items]
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.rpush(key, *rows)
+            pipe.expire(key, self.settings.unmatched_receipt_keep_s)
+            pipe.execute()
+
+    def take_parked_receipts(self, provider: str) -> list[tuple[Receipt, int]]:
+        """Take every parked receipt of ``provider`` (atomically: two pollers never both get one)."""
+        key = Keys.unmatched(provider)
+        with self.r.pipeline(transaction=True) as pipe:
+            pipe.lrange(key, 0, -1)
+            pipe.delete(key)
+            rows = cast("list[str]", pipe.execute()[0])
+        out = []
+        for row in rows:
+            data = json.loads(row)
+            seen = int(data.pop("seen"))
+            out.append((Receipt(provider=provider, state=DeliveryState(data.pop("state")), **data), seen))
+        return out
 
     # -- idempotency --------------------------------------------------------------------------------
 
