@@ -8,6 +8,7 @@ raises ``UnsupportedFeature`` by default, so this class is also the capability t
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -18,10 +19,13 @@ from providers.errors import (
     AmbiguousError,
     NotSentError,
     ProviderError,
+    RateLimitedError,
     RequestRejectedError,
     TransientError,
     UnsupportedFeature,
 )
+
+_NUMBER = re.compile(r"-?\d+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +192,16 @@ class Provider:
         except ValueError as exc:
             raise self.malformed(response) from exc
 
+    def _coded_json(self, response: httpx.Response, field: str) -> tuple[str, dict[str, Any]]:
+        """``(code, answer)``: a JSON object answer and its numeric ``field`` (see :func:`vendor_code`).
+        Without one the answer is ``malformed(response)``: on HTTP 2xx a send may have been acted on
+        (ambiguous, never resent)."""
+        answer = self._json(response)
+        code = vendor_code(answer, field)
+        if code is None:
+            raise self.malformed(response)
+        return code, answer
+
     def malformed(self, response: httpx.Response) -> ProviderError:
         """An answer we cannot read. On HTTP 2xx the vendor may have acted on the request (ambiguous: never
         resent); otherwise it did not (transient)."""
@@ -200,17 +214,43 @@ class Provider:
         )
 
 
+def vendor_code(answer: Any, field: str) -> str | None:
+    """The vendor's numeric code in ``answer[field]`` as a string, whether it came as ``"0"``, ``0`` or
+    ``0.0``.
+
+    None when ``answer`` is not an object or the field is missing or not a whole number (``null``,
+    ``true``, a list, ``"ok"``): every code in the numeric vendors' tables is a number, so anything else
+    is an answer we cannot read.
+    """
+    value = answer.get(field) if isinstance(answer, dict) else None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        return value.strip()
+    return None
+
+
 def classify(
     provider: str,
     code: str,
     text: str,
     table: Mapping[str, type[ProviderError]],
     raw: Any = None,
+    *,
+    retry_after_s: float | None = None,
 ) -> ProviderError:
     """Build the error for a vendor code from the vendor's table.
 
     A code the table does not know is permanent for the request: retrying something we do not
     understand risks sending twice, and the code and text are kept for an operator to classify.
+    ``retry_after_s`` is the vendor's wait hint in seconds, kept when the code is a rate limit.
     """
     cls = table.get(code, RequestRejectedError)
-    return cls(f"{provider}: code {code}: {text}", provider=provider, code=code, text=text, raw=raw)
+    error = cls(f"{provider}: code {code}: {text}", provider=provider, code=code, text=text, raw=raw)
+    if isinstance(error, RateLimitedError):
+        error.retry_after_s = retry_after_s
+    return error

@@ -116,10 +116,7 @@ class DeepfinchProvider(Provider):
 
     def _error(self, status: str, answer: Any, response: httpx.Response) -> ProviderError:
         reason = str(answer.get("reason") or "") if isinstance(answer, dict) else ""
-        error = classify(self.name, status, reason, CODES, answer)
-        if isinstance(error, RateLimitedError):
-            error.retry_after_s = _retry_after(response)
-        return error
+        return classify(self.name, status, reason, CODES, answer, retry_after_s=_retry_after(response))
 
     def _from_5xx(self, exc: TransientError) -> TransientError | None:
         """The vendor's error from a 5xx body (``INTERNAL_ERROR``), or None to keep the base class's."""

@@ -90,7 +90,6 @@ PER_NUMBER: frozenset[str] = frozenset({"4030", "408", "4082", "4085"})
 RETRY_AFTER_S: Mapping[str, float] = {"4080": 1.0}
 
 _MAINLAND = re.compile(r"1[3-9]\d{9}")
-_CODE = re.compile(r"\d+")
 # What we refuse as emoji (4074). The vendor does not define its set, so we take Unicode's: characters
 # shown as emoji by default (Emoji_Presentation: the pictograph planes U+1F000-U+1FAFF and the few BMP
 # symbols such as U+2B50 star or U+2705 check mark) plus the emoji selector U+FE0F and the keycap U+20E3.
@@ -220,27 +219,10 @@ class IhuyiProvider(Provider):
         """POST and read ``code``: ``(code, answer)``. An answer without a numeric ``code`` (XML, say) is
         ``malformed`` (on HTTP 2xx a Submit may have been acted on: ambiguous, never resent)."""
         response = self._post(self.settings.base_url + PATH, params={"method": method}, data=form)
-        answer = self._json(response)
-        if not isinstance(answer, dict) or not (code := answer_code(answer.get("code"))):
-            raise self.malformed(response)
-        return code, answer
+        return self._coded_json(response, "code")
 
     def _error(self, code: str, text: str, answer: Any) -> ProviderError:
-        error = classify(self.name, code, text, CODES, answer)
-        if isinstance(error, RateLimitedError):
-            error.retry_after_s = RETRY_AFTER_S.get(code)
-        return error
-
-
-def answer_code(value: Any) -> str:
-    """``code`` as a string (``2``, ``"4080"``); ``""`` when missing or not a number (``null``, ``true``)."""
-    if isinstance(value, bool):
-        return ""
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str) and _CODE.fullmatch(value.strip()):
-        return value.strip()
-    return ""
+        return classify(self.name, code, text, CODES, answer, retry_after_s=RETRY_AFTER_S.get(code))
 
 
 def _number(value: Any) -> float | None:

@@ -206,13 +206,10 @@ class InfocloudProvider(Provider):
 
     def _call(self, path: str, body: Mapping[str, str]) -> tuple[dict[str, Any], httpx.Response]:
         response = self._post(self.settings.base_url + path, json=body, auth=self._auth)
-        answer = self._json(response)
-        code = answer.get("code") if isinstance(answer, dict) else None
-        if isinstance(code, bool) or not isinstance(code, int | str) or not str(code).lstrip("-").isdigit():
-            raise self.malformed(response)
-        if str(code) != SUCCESS:
+        code, answer = self._coded_json(response, "code")
+        if code != SUCCESS:
             text = str(answer.get("message") or answer.get("msg") or "")
-            raise classify(self.name, str(code), text, CODES, answer)
+            raise classify(self.name, code, text, CODES, answer)
         return answer, response
 
 

@@ -109,7 +109,6 @@ _TWO_DIGIT_CODES = frozenset(
 )
 _MAINLAND = re.compile(r"1[3-9]\d{9}")
 _E164 = re.compile(r"\+[1-9]\d{6,14}")
-_CODE = re.compile(r"-?\d+")
 
 
 def signature(app_key: str, random: str, at: int, mobile: str | None = None) -> str:
@@ -259,28 +258,12 @@ class TencentProvider(Provider):
         ``malformed`` (on HTTP 2xx a sendsms may have been acted on: ambiguous, never resent)."""
         params = {"sdkappid": self.settings.sdk_app_id, "random": rand}
         response = self._post(self.settings.base_url + path, params=params, json=body)
-        answer = self._json(response)
-        if not isinstance(answer, dict) or not (code := result_code(answer.get("result"))):
-            raise self.malformed(response)
-        return code, answer
+        return self._coded_json(response, "result")
 
     def _error(self, code: str, text: str, answer: Any) -> ProviderError:
-        error = classify(self.name, code, text, CODES, answer)
         hint = RETRY_AFTER.get(code)
-        if isinstance(error, RateLimitedError) and hint is not None:
-            error.retry_after_s = hint(datetime.fromtimestamp(self._clock(), BEIJING))
-        return error
-
-
-def result_code(value: Any) -> str:
-    """``result`` as a string (``0``, ``"1023"``); ``""`` if missing or not a number (``null``, ``true``)."""
-    if isinstance(value, bool):
-        return ""
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str) and _CODE.fullmatch(value.strip()):
-        return value.strip()
-    return ""
+        wait_s = hint(datetime.fromtimestamp(self._clock(), BEIJING)) if hint is not None else None
+        return classify(self.name, code, text, CODES, answer, retry_after_s=wait_s)
 
 
 def _fee(value: Any) -> int | None:

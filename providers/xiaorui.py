@@ -16,7 +16,6 @@ form-encoded body with ``rt=json``. Quirks worth knowing:
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -35,6 +34,7 @@ from providers.base import (
     SendRequest,
     SendResult,
     classify,
+    vendor_code,
 )
 from providers.errors import (
     AmbiguousError,
@@ -79,24 +79,6 @@ DELIVERED = "DELIVRD"
 MAX_PHONES = 500
 RECEIPT_PAGE = (10, 10000)  # smsreport ``size``: default 1000
 INBOUND_PAGE = (10, 1000)  # smsmo ``szie``: default 1000
-_NUMBER = re.compile(r"-?\d+")
-
-
-def status_code(value: Any) -> str:
-    """The vendor's ``status``/``result`` as a string, whether it came as ``"0"``, ``0`` or ``0.0``.
-
-    ``""`` when it is missing or not a number at all (``null``, ``true``, a list, ``"ok"``): every code in
-    the document's table is a number, so anything else is an answer we cannot read.
-    """
-    if isinstance(value, bool):
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-        return value.strip()
-    return ""
 
 
 class XiaoruiProvider(Provider):
@@ -189,10 +171,8 @@ class XiaoruiProvider(Provider):
         response = self._post(self.settings.base_url + path, data=body, auth=self._auth)
         if (refused := gateway_error(self.name, response)) is not None:
             raise refused
-        answer = self._json(response)
-        if not isinstance(answer, dict) or not (code := status_code(answer.get("status"))):
-            # Unreadable, like a body that is not JSON: on HTTP 2xx a send may have been acted on (ambiguous).
-            raise self.malformed(response)
+        # ``status`` comes as "0" or 0; an answer without one is as unreadable as a body that is not JSON.
+        code, answer = self._coded_json(response, "status")
         if code != SUCCESS:
             raise classify(self.name, code, MESSAGES.get(code, ""), CODES, answer)
         return answer
@@ -211,9 +191,9 @@ def _outcomes(phones: Sequence[str], items: list[Any]) -> tuple[RecipientOutcome
             outcomes.append(RecipientOutcome(phone, False, code="NO_RESULT", text="not in the vendor's list"))
             continue
         item = by_phone[phone].popleft()
-        result = status_code(item.get("result"))
+        result = vendor_code(item, "result")
         mid = str(item.get("mid") or "")
-        if not result:  # an accepted call, but this phone's result is unreadable: failed, never resent
+        if result is None:  # an accepted call, but this phone's result is unreadable: failed, never resent
             outcomes.append(RecipientOutcome(phone, False, mid, "MALFORMED", "unreadable per-phone result"))
         elif result == SUCCESS:
             outcomes.append(RecipientOutcome(phone, True, mid, result))

@@ -1,8 +1,10 @@
-"""What every vendor simulator shares: per-phone counters, fault injection, receipt and inbound queues.
+"""What every vendor simulator shares: per-phone counters, fault injection, receipt and inbound queues,
+and the sequence that answers one call (:func:`serve`).
 
 A vendor module (``infocloud.py``, ...) verifies its vendor's auth and payloads and answers in its
-vendor's format; it calls :class:`SimState` to count what each phone received, to decide on injected
-faults and to queue receipts. Tests read the counters to prove nothing was sent twice or lost.
+vendor's format; it hands each call to :func:`serve` (which counts it, injects faults and counts the
+answer) and calls :class:`SimState` to count what each phone received and to queue receipts. Tests read
+the counters to prove nothing was sent twice or lost.
 """
 
 from __future__ import annotations
@@ -14,10 +16,16 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from starlette.responses import Response
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
+
+from providers.market_gateway import GatewayRefusal, verify
+
+BEIJING = timezone(timedelta(hours=8))
 
 
 @dataclass
@@ -172,6 +180,14 @@ class SimState:
             queue = self.inbound.setdefault(vendor, deque())
             return [queue.popleft() for _ in range(min(limit, len(queue)))]
 
+    def phone_history(self, vendor: str, phone: str, now: float) -> deque[float]:
+        """When ``vendor`` admitted a message to ``phone`` in the day up to ``now`` (unix s), oldest first:
+        what per-number caps count. Call it holding ``lock``, and append ``now`` when admitting one more."""
+        sent = self.windows.setdefault(f"{vendor}:phone:{phone}", deque())
+        while sent and sent[0] <= now - 86400:
+            sent.popleft()
+        return sent
+
     def allow(self, key: str, limit: int, window_s: float) -> bool:
         """Sliding-window check: at most ``limit`` events per ``window_s`` under ``key``."""
         now = time.monotonic()
@@ -250,3 +266,80 @@ class SimState:
             self.inbound.clear()
             self.windows.clear()
             self.last_accept_at = 0.0
+
+
+def sent_today(sent: Iterable[float], now: float) -> int:
+    """How many of the times ``sent`` (unix s) fall on ``now``'s Beijing calendar day (daily caps)."""
+    midnight = datetime.fromtimestamp(now, BEIJING).replace(hour=0, minute=0, second=0, microsecond=0)
+    return sum(1 for t in sent if t >= midnight.timestamp())
+
+
+# -- answering one call -----------------------------------------------------------------------------
+
+Answer = tuple[Response, str]
+"""A vendor's answer to one call, and the code it is counted under (``VendorCounters.answered_codes``)."""
+Gate = Callable[[Request], Answer | None]
+
+
+class Refused(Exception):
+    """The vendor refuses the call with ``code``; ``message`` replaces the vendor's usual text for it."""
+
+    def __init__(self, code: str, message: str = "") -> None:
+        super().__init__(code)
+        self.code = code
+        self.message = message
+
+
+async def serve(
+    state: SimState,
+    vendor: str,
+    request: Request,
+    process: Callable[[bytes], Answer],
+    refuse: Callable[[Refused], Answer],
+    *,
+    send: bool = True,
+    gate: Gate | None = None,
+) -> Response:
+    """Answer one call to a vendor endpoint: the sequence every vendor simulator shares.
+
+    The call is counted and its body read first. On a send endpoint (``send``) the vendor's fault plan
+    is then applied (:meth:`SimState.before`): a time-out or reset before anything is accepted or, with
+    ``FaultPlan.after_accept``, after ``process`` ran (the vendor acted, the answer is lost); an injected
+    code is answered through ``refuse`` instead of ``process``, as is any :class:`Refused` that
+    ``process`` raises. ``gate`` is a check in front of the vendor (the market gateway): its refusal is
+    answered as it is, ahead of an injected code and with no misbehaviour after it. Every answer's code
+    is counted.
+    """
+    state.note_request(vendor)
+    raw = await request.body()
+    decision = await state.before(vendor) if send else Decision()
+    if not decision.after_accept and (dropped := await state.misbehave(decision)):
+        return dropped
+    if gate is not None and (refusal := gate(request)) is not None:
+        state.note_answer(vendor, refusal[1])
+        return refusal[0]
+    try:
+        if decision.code:
+            raise Refused(decision.code)
+        response, code = process(raw)
+    except Refused as refused:
+        response, code = refuse(refused)
+    state.note_answer(vendor, code)
+    if decision.after_accept and (dropped := await state.misbehave(decision)):
+        return dropped
+    return response
+
+
+def market_gateway(state: SimState, secret_id: str, secret_key: str) -> Gate:
+    """The ``gate`` of a vendor behind the Tencent Cloud market gateway (Xiaorui, Deepfinch): a call whose
+    gateway auth fails is answered 401/403 ``{"message"}`` and counted as ``GATEWAY_<status>``."""
+
+    def gate(request: Request) -> Answer | None:
+        try:
+            verify(request.headers, secret_id, secret_key, state.config.clock_skew_s)
+        except GatewayRefusal as refused:
+            answer = JSONResponse(refused.body(), status_code=refused.status_code)
+            return answer, f"GATEWAY_{refused.status_code}"
+        return None
+
+    return gate

@@ -12,7 +12,6 @@ the document gives no rule that triggers them. Deepfinch has no receipt or reply
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -22,8 +21,7 @@ from starlette.routing import Route
 
 from config.settings import Settings
 from providers.deepfinch import HTTP_STATUS, PATH
-from providers.market_gateway import GatewayRefusal, verify
-from providers.simulator.core import SimState
+from providers.simulator.core import Answer, Refused, SimState, market_gateway, serve
 
 VENDOR = "deepfinch"
 TEMPLATES: dict[str, frozenset[str]] = {
@@ -39,50 +37,20 @@ REASONS = {
 }
 
 
-class Refused(Exception):
-    def __init__(self, status: str, reason: str = "") -> None:
-        super().__init__(status)
-        self.status = status
-        self.reason = reason or REASONS.get(status, "invalid argument")
-
-
 class DeepfinchSim:
     def __init__(self, state: SimState, secret_id: str, secret_key: str) -> None:
         self.state = state
-        self.secret_id = secret_id
-        self.secret_key = secret_key
+        self.gate = market_gateway(state, secret_id, secret_key)
 
     def routes(self) -> list[Route]:
-        return [Route(PATH, self._endpoint(self._send), methods=["POST"])]
+        return [Route(PATH, self._endpoint, methods=["POST"])]
 
-    def _endpoint(
-        self, handler: Callable[[dict[str, str]], dict[str, Any]]
-    ) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            self.state.note_request(VENDOR)
-            raw = await request.body()
-            decision = await self.state.before(VENDOR)
-            if not decision.after_accept and (dropped := await self.state.misbehave(decision)):
-                return dropped
-            try:
-                verify(request.headers, self.secret_id, self.secret_key, self.state.config.clock_skew_s)
-            except GatewayRefusal as refused:
-                self.state.note_answer(VENDOR, f"GATEWAY_{refused.status_code}")
-                return JSONResponse(refused.body(), status_code=refused.status_code)
-            try:
-                if decision.code:
-                    raise Refused(decision.code)
-                answer = {"request_id": _request_id(), "status": "OK", **handler(_form(raw))}
-                http_status = 200
-            except Refused as refused:
-                answer = {"status": refused.status, "reason": refused.reason, "request_id": _request_id()}
-                http_status = HTTP_CODES.get(refused.status, 400)
-            self.state.note_answer(VENDOR, answer["status"])
-            if decision.after_accept and (dropped := await self.state.misbehave(decision)):
-                return dropped
-            return JSONResponse(answer, status_code=http_status)
+    async def _endpoint(self, request: Request) -> Response:
+        return await serve(self.state, VENDOR, request, self._process, _refusal, gate=self.gate)
 
-        return endpoint
+    def _process(self, raw: bytes) -> Answer:
+        answer = {"request_id": _request_id(), "status": "OK", **self._send(_form(raw))}
+        return JSONResponse(answer), answer["status"]
 
     def _send(self, form: dict[str, str]) -> dict[str, Any]:
         phone = form.get("phone_number", "").strip()
@@ -105,6 +73,13 @@ class DeepfinchSim:
 def build(state: SimState, settings: Settings) -> DeepfinchSim:
     section = settings.deepfinch
     return DeepfinchSim(state, section.secret_id.get_secret_value(), section.secret_key.get_secret_value())
+
+
+def _refusal(refused: Refused) -> Answer:
+    """The document's failure shape, with the HTTP status the document pairs with the status."""
+    reason = refused.message or REASONS.get(refused.code, "invalid argument")
+    answer = {"status": refused.code, "reason": reason, "request_id": _request_id()}
+    return JSONResponse(answer, status_code=HTTP_CODES.get(refused.code, 400)), refused.code
 
 
 def _form(raw: bytes) -> dict[str, str]:

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
@@ -34,10 +33,9 @@ from providers.ihuyi import (
     find_emoji,
     submit_password,
 )
-from providers.simulator.core import SimState
+from providers.simulator.core import BEIJING, Answer, Refused, SimState, sent_today, serve
 
 VENDOR = "ihuyi"
-BEIJING = timezone(timedelta(hours=8))
 DAILY_CAP = 5  # 4082: 超出同一手机号一天之内【5】条短信限制
 MESSAGES = {
     "0": "提交失败",
@@ -58,13 +56,6 @@ MESSAGES = {
 }
 
 
-class Refused(Exception):
-    def __init__(self, code: str, message: str = "") -> None:
-        super().__init__(code)
-        self.code = code
-        self.message = message or MESSAGES.get(code, "error")
-
-
 class IhuyiSim:
     def __init__(self, state: SimState, account: str, api_key: str, balance: int = 10**9) -> None:
         self.state = state
@@ -77,27 +68,20 @@ class IhuyiSim:
         return [Route(PATH, self._endpoint, methods=["GET", "POST"])]
 
     async def _endpoint(self, request: Request) -> Response:
-        self.state.note_request(VENDOR)
-        fields = dict(request.query_params)
-        if request.method == "POST":
-            body = (await request.body()).decode("utf-8", "replace")
-            fields.update(parse_qsl(body, keep_blank_values=True))
-        method = fields.get("method", "")
-        decision = await self.state.before(VENDOR) if method == "Submit" else None
-        if decision and not decision.after_accept and (dropped := await self.state.misbehave(decision)):
-            return dropped
-        try:
-            if decision and decision.code:
-                raise Refused(decision.code)
-            data = self._dispatch(method, fields)
-        except Refused as refused:
-            data = {"code": int(refused.code), "msg": refused.message}
+        fields = await _fields(request)
+        method, fmt = fields.get("method", ""), fields.get("format", "xml")
+
+        def process(raw: bytes) -> Answer:
+            return _render(method, self._dispatch(method, fields), fmt)
+
+        def refuse(refused: Refused) -> Answer:
+            message = refused.message or MESSAGES.get(refused.code, "error")
+            data: dict[str, Any] = {"code": int(refused.code), "msg": message}
             if method == "Submit":
                 data["smsid"] = "0"
-        self.state.note_answer(VENDOR, str(data["code"]))
-        if decision and decision.after_accept and (dropped := await self.state.misbehave(decision)):
-            return dropped
-        return _render(method, data, fields.get("format", "xml"))
+            return _render(method, data, fmt)
+
+        return await serve(self.state, VENDOR, request, process, refuse, send=method == "Submit")
 
     def _dispatch(self, method: str, fields: Mapping[str, str]) -> dict[str, Any]:
         if method == "Submit":
@@ -151,13 +135,10 @@ class IhuyiSim:
         with self.state.lock:
             if self.balance < 1:
                 raise Refused("4051")
-            sent = self.state.windows.setdefault(f"{VENDOR}:phone:{mobile}", deque())
-            while sent and sent[0] <= now - 86400:
-                sent.popleft()
+            sent = self.state.phone_history(VENDOR, mobile, now)
             if sent and now - sent[-1] < 1.0:
                 raise Refused("4080")
-            midnight = datetime.fromtimestamp(now, BEIJING).replace(hour=0, minute=0, second=0, microsecond=0)
-            if sum(1 for t in sent if t >= midnight.timestamp()) >= DAILY_CAP:
+            if sent_today(sent, now) >= DAILY_CAP:
                 raise Refused("4082")
             sent.append(now)
             self.balance -= 1
@@ -174,14 +155,26 @@ def build(state: SimState, settings: Settings) -> IhuyiSim:
     return IhuyiSim(state, section.account, section.api_key.get_secret_value())
 
 
-def _render(method: str, data: Mapping[str, Any], fmt: str) -> Response:
-    """JSON when asked for, else the vendor's default XML (``SubmitResult`` / ``GetNumResult``)."""
+async def _fields(request: Request) -> dict[str, str]:
+    """The query string's fields, and on a POST the form body's over them. The body is read here to find
+    ``method`` before :func:`serve` reads it (Starlette keeps it, so both read the same bytes)."""
+    fields = dict(request.query_params)
+    if request.method == "POST":
+        body = (await request.body()).decode("utf-8", "replace")
+        fields.update(parse_qsl(body, keep_blank_values=True))
+    return fields
+
+
+def _render(method: str, data: Mapping[str, Any], fmt: str) -> Answer:
+    """JSON when asked for, else the vendor's default XML (``SubmitResult`` / ``GetNumResult``); counted
+    under its ``code``."""
+    code = str(data["code"])
     if fmt.lower() == "json":
-        return JSONResponse(dict(data))
+        return JSONResponse(dict(data)), code
     root = "GetNumResult" if method == "GetNum" else "SubmitResult"
     inner = "".join(f"<{key}>{escape(str(value))}</{key}>" for key, value in data.items())
     body = f'<?xml version="1.0" encoding="utf-8"?>\n<{root} xmlns="http://106.ihuyi.com/">{inner}</{root}>'
-    return Response(body, media_type="text/xml")
+    return Response(body, media_type="text/xml"), code
 
 
 def _receipt(smsid: str, phone: str, delivered: bool) -> dict[str, Any]:

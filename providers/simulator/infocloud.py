@@ -13,7 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -22,12 +22,11 @@ from starlette.routing import Route
 
 from config.settings import Settings
 from providers.infocloud import DELIVERED, SIGN_METHODS, canonical_string, sign
-from providers.simulator.core import SimState
+from providers.simulator.core import BEIJING, Answer, Refused, SimState, serve
 
 VENDOR = "infocloud"
 MAX_PHONES = 1000
 RECEIPT_PAGE = 600
-BEIJING = timezone(timedelta(hours=8))
 MESSAGES = {
     "-1": "系统繁忙，请稍后再试",
     "2001": "API授权错误",
@@ -42,13 +41,6 @@ MESSAGES = {
     "60008": "手机号数量大于1000",
     "60009": "短信资源被锁定",
 }
-
-
-class Refused(Exception):
-    def __init__(self, code: str, message: str = "") -> None:
-        super().__init__(code)
-        self.code = code
-        self.message = message or MESSAGES.get(code, "error")
 
 
 class InfocloudSim:
@@ -71,26 +63,13 @@ class InfocloudSim:
         self, handler: Callable[[dict[str, Any]], dict[str, Any] | list[dict[str, Any]]], send: bool = True
     ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            self.state.note_request(VENDOR)
-            raw = await request.body()
-            decision = await self.state.before(VENDOR) if send else None
-            if decision and not decision.after_accept and (dropped := await self.state.misbehave(decision)):
-                return dropped
-            try:
-                if decision and decision.code:
-                    raise Refused(decision.code)
+            def process(raw: bytes) -> Answer:
                 body = self._verify(request.headers, raw)
                 if send and not self.state.allow("infocloud:tps", self.state.config.tps_limit, 1.0):
                     raise Refused("6000")
-                data = handler(body)
-                answer: dict[str, Any] = {"code": 200, "message": "OK", "data": data}
-            except Refused as refused:
-                answer = {"code": int(refused.code), "message": refused.message}
-            answer["requestId"] = str(uuid.uuid4())
-            self.state.note_answer(VENDOR, str(answer["code"]))
-            if decision and decision.after_accept and (dropped := await self.state.misbehave(decision)):
-                return dropped
-            return JSONResponse(answer)
+                return _answer({"code": 200, "message": "OK", "data": handler(body)})
+
+            return await serve(self.state, VENDOR, request, process, _refusal, send=send)
 
         return endpoint
 
@@ -187,6 +166,16 @@ class InfocloudSim:
 def build(state: SimState, settings: Settings) -> InfocloudSim:
     section = settings.infocloud
     return InfocloudSim(state, section.api_key.get_secret_value(), section.access_key.get_secret_value())
+
+
+def _answer(answer: dict[str, Any]) -> Answer:
+    answer["requestId"] = str(uuid.uuid4())
+    return JSONResponse(answer), str(answer["code"])
+
+
+def _refusal(refused: Refused) -> Answer:
+    message = refused.message or MESSAGES.get(refused.code, "error")
+    return _answer({"code": int(refused.code), "message": message})
 
 
 def _param_list(value: Any, code: str = "60006") -> list[Any]:

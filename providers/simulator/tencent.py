@@ -16,7 +16,6 @@ from __future__ import annotations
 import hmac
 import json
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -26,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from config.settings import Settings
-from providers.simulator.core import SimState
+from providers.simulator.core import Answer, Refused, SimState, sent_today, serve
 from providers.tencent import (
     BEIJING,
     MAINLAND_CODE,
@@ -59,13 +58,6 @@ MESSAGES = {
 }
 
 
-class Refused(Exception):
-    def __init__(self, code: str, message: str = "") -> None:
-        super().__init__(code)
-        self.code = code
-        self.message = message or MESSAGES.get(code, "error")
-
-
 class TencentSim:
     def __init__(
         self, state: SimState, sdk_app_id: str, app_key: str, sign: str, balance: int = 10**9
@@ -87,22 +79,11 @@ class TencentSim:
         self, handler: Callable[[dict[str, Any]], dict[str, Any]], send: bool = True
     ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            self.state.note_request(VENDOR)
-            raw = await request.body()
-            decision = await self.state.before(VENDOR) if send else None
-            if decision and not decision.after_accept and (dropped := await self.state.misbehave(decision)):
-                return dropped
-            try:
-                if decision and decision.code:
-                    raise Refused(decision.code)
+            def process(raw: bytes) -> Answer:
                 body = self._verify(request.query_params, raw, send)
-                answer: dict[str, Any] = {"result": 0, **handler(body)}
-            except Refused as refused:
-                answer = {"result": int(refused.code), "errmsg": refused.message}
-            self.state.note_answer(VENDOR, str(answer["result"]))
-            if decision and decision.after_accept and (dropped := await self.state.misbehave(decision)):
-                return dropped
-            return JSONResponse(answer)
+                return _answer({"result": 0, **handler(body)})
+
+            return await serve(self.state, VENDOR, request, process, _refusal, send=send)
 
         return endpoint
 
@@ -161,14 +142,11 @@ class TencentSim:
         with self.state.lock:
             if self.balance < 1:
                 raise Refused("1031")
-            sent = self.state.windows.setdefault(f"{VENDOR}:phone:{phone}", deque())
-            while sent and sent[0] <= now - 86400:
-                sent.popleft()
+            sent = self.state.phone_history(VENDOR, phone, now)
             for window_s, limit, code in CAPS:
                 if sum(1 for t in sent if t > now - window_s) >= limit:
                     raise Refused(code)
-            midnight = datetime.fromtimestamp(now, BEIJING).replace(hour=0, minute=0, second=0, microsecond=0)
-            if sum(1 for t in sent if t >= midnight.timestamp()) >= DAILY_CAP:
+            if sent_today(sent, now) >= DAILY_CAP:
                 raise Refused("1025")
             sent.append(now)
             self.balance -= 1
@@ -203,6 +181,15 @@ class TencentSim:
 def build(state: SimState, settings: Settings) -> TencentSim:
     section = settings.tencent
     return TencentSim(state, section.sdk_app_id, section.app_key.get_secret_value(), section.sign)
+
+
+def _answer(answer: dict[str, Any]) -> Answer:
+    return JSONResponse(answer), str(answer["result"])
+
+
+def _refusal(refused: Refused) -> Answer:
+    message = refused.message or MESSAGES.get(refused.code, "error")
+    return _answer({"result": int(refused.code), "errmsg": message})
 
 
 def _signed_mobile(tel: Any) -> str:

@@ -14,7 +14,7 @@ import math
 import uuid
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -23,23 +23,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from config.settings import Settings
-from providers.market_gateway import GatewayRefusal, verify
-from providers.simulator.core import SimState
-from providers.xiaorui import DELIVERED, INBOUND_PAGE, MAX_PHONES, RECEIPT_PAGE, status_code
+from providers.base import vendor_code
+from providers.simulator.core import BEIJING, Answer, Refused, SimState, market_gateway, serve
+from providers.xiaorui import DELIVERED, INBOUND_PAGE, MAX_PHONES, RECEIPT_PAGE
 
 VENDOR = "xiaorui"
 SPID = "922011"  # the document's examples
 ACCESS_CODE = "10690"
 UNDELIVERED = "MA:0029"  # the stat in the document's receipt example
 CHARGE_TYPE = "PRECHARGE"
-BEIJING = timezone(timedelta(hours=8))
 Handler = Callable[[dict[str, str]], dict[str, Any]]
-
-
-class Refused(Exception):
-    def __init__(self, code: str) -> None:
-        super().__init__(code)
-        self.code = code
 
 
 class XiaoruiSim:
@@ -54,8 +47,7 @@ class XiaoruiSim:
         balance: int = 10**9,
     ) -> None:
         self.state = state
-        self.secret_id = secret_id
-        self.secret_key = secret_key
+        self.gate = market_gateway(state, secret_id, secret_key)
         self.account = account
         self.password = password
         self.balance = balance
@@ -72,27 +64,14 @@ class XiaoruiSim:
     def _endpoint(
         self, handler: Handler, send: bool = True, numeric: bool = False
     ) -> Callable[[Request], Awaitable[Response]]:
+        def process(raw: bytes) -> Answer:
+            return _answer({"status": "0", **handler(self._form(raw))})
+
+        def refuse(refused: Refused) -> Answer:
+            return _answer(_failure(refused.code, numeric))
+
         async def endpoint(request: Request) -> Response:
-            self.state.note_request(VENDOR)
-            raw = await request.body()
-            decision = await self.state.before(VENDOR) if send else None
-            if decision and not decision.after_accept and (dropped := await self.state.misbehave(decision)):
-                return dropped
-            try:
-                verify(request.headers, self.secret_id, self.secret_key, self.state.config.clock_skew_s)
-            except GatewayRefusal as refused:
-                self.state.note_answer(VENDOR, f"GATEWAY_{refused.status_code}")
-                return JSONResponse(refused.body(), status_code=refused.status_code)
-            try:
-                if decision and decision.code:
-                    raise Refused(decision.code)
-                answer: dict[str, Any] = {"status": "0", **handler(self._form(raw))}
-            except Refused as refused:
-                answer = _failure(refused.code, numeric)
-            self.state.note_answer(VENDOR, status_code(answer["status"]))
-            if decision and decision.after_accept and (dropped := await self.state.misbehave(decision)):
-                return dropped
-            return JSONResponse(answer)
+            return await serve(self.state, VENDOR, request, process, refuse, send=send, gate=self.gate)
 
         return endpoint
 
@@ -157,6 +136,11 @@ def build(state: SimState, settings: Settings) -> XiaoruiSim:
         account=section.account.get_secret_value(),
         password=section.password.get_secret_value(),
     )
+
+
+def _answer(answer: dict[str, Any]) -> Answer:
+    """Counted under its ``status`` read as the adapter reads it (``"0"`` and ``0`` alike)."""
+    return JSONResponse(answer), vendor_code(answer, "status") or ""
 
 
 def _failure(code: str, numeric: bool) -> dict[str, Any]:

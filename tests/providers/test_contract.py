@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import json
 import socket
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +33,8 @@ from providers.errors import (
 )
 from providers.simulator.core import FaultPlan
 from providers.simulator.server import SimulatorServer
+from tests.conftest import wait_for
+from tests.providers.helpers import sim_client
 from worker.registry import PROVIDER_CLASSES
 
 PHONES = tuple(f"1390000{i:04d}" for i in range(1000))
@@ -132,14 +133,6 @@ def closed_port() -> int:
     return port
 
 
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
-
-
 @pytest.fixture
 def make_provider(
     vendor: Vendor, demo_settings: Settings, demo_sim: SimulatorServer
@@ -150,7 +143,7 @@ def make_provider(
 
     def make(base_url: str = "", read_timeout_s: float = 5.0, **client_kwargs: Any) -> Provider:
         section = demo_settings.vendor(vendor.name).model_copy(update={"base_url": base_url or demo_sim.url})
-        client = httpx.Client(timeout=httpx.Timeout(5.0, read=read_timeout_s), **client_kwargs)
+        client = sim_client(read_timeout_s, **client_kwargs)
         clients.append(client)
         # Every adapter takes (its settings section, client); the base class only the client.
         return vendor.cls(section, client)  # type: ignore[call-arg, arg-type]
@@ -255,8 +248,9 @@ class TestProviderContract:
 
         assert raised.value.provider == vendor.name
         counters = demo_sim.state.counters(vendor.name)
-        wait_until(lambda: sum(counters.answered_codes.values()) == 1)  # the vendor finished after we gave up
-        assert counters.received == {PHONES[0]: 1}  # and sent it: exactly why a time-out is ambiguous
+        # The vendor finished after we gave up ...
+        wait_for(lambda: sum(counters.answered_codes.values()) == 1, timeout=5.0, interval=0.02)
+        assert counters.received == {PHONES[0]: 1}  # ... and sent it: exactly why a time-out is ambiguous
 
     @pytest.mark.parametrize(
         ("after_accept", "received"),

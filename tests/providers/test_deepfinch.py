@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any
-from urllib.parse import parse_qs
 
-import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -26,6 +22,7 @@ from providers.errors import (
 from providers.market_gateway import verify
 from providers.simulator.core import FaultPlan
 from providers.simulator.server import SimulatorServer
+from tests.providers.helpers import Handler, Recorder, mock_client, sim_provider
 
 # -- the document's example answers (shared/seeds/000_56fc09760ff8ebc1.txt), verbatim -------------------
 
@@ -53,33 +50,14 @@ SETTINGS = DeepfinchSettings.model_validate(
 )
 NAMES = ("code", "expire_at")
 TPL_0001 = RenderedTemplate("TPL_0001", params=("1234", "5"), names=NAMES)
-Handler = Callable[[httpx.Request], httpx.Response]
 
 
 def request_for(*phones: str, template: RenderedTemplate = TPL_0001) -> SendRequest:
     return SendRequest(phones=phones or (PHONE,), template=template)
 
 
-class Recorder:
-    """A MockTransport handler answering ``body`` with ``status`` and keeping the requests."""
-
-    def __init__(self, body: str, status: int = 200, headers: dict[str, str] | None = None) -> None:
-        self.body = body
-        self.status = status
-        self.headers = {"content-type": "application/json", **(headers or {})}
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        return httpx.Response(self.status, text=self.body, headers=self.headers)
-
-    def form(self) -> dict[str, str]:
-        parsed = parse_qs(self.requests[-1].content.decode(), keep_blank_values=True)
-        return {key: values[0] for key, values in parsed.items()}
-
-
 def provider_for(handler: Handler) -> DeepfinchProvider:
-    return DeepfinchProvider(SETTINGS, httpx.Client(transport=httpx.MockTransport(handler)))
+    return DeepfinchProvider(SETTINGS, mock_client(handler))
 
 
 # -- send --------------------------------------------------------------------------------------------
@@ -106,7 +84,7 @@ def test_send_posts_the_documented_form_and_reads_the_request_id() -> None:
 @pytest.mark.parametrize("http_status", [200, 400])
 def test_the_documents_failure_example_is_a_rejected_request(http_status: int) -> None:
     with pytest.raises(RequestRejectedError) as raised:
-        provider_for(Recorder(DOC_FAIL, http_status)).send(request_for())
+        provider_for(Recorder(DOC_FAIL, status=http_status)).send(request_for())
     assert type(raised.value) is RequestRejectedError
     assert (raised.value.code, raised.value.text) == ("INVALID_ARGUMENT", "content mismatch")
     assert raised.value.raw == json.loads(DOC_FAIL)
@@ -125,7 +103,7 @@ def test_every_documented_status_is_classified_as_intended() -> None:
 def test_each_documented_http_error_raises_its_class(http_status: int, status: str) -> None:
     body = json.dumps({"status": status, "reason": "r", "request_id": "TID1"})
     with pytest.raises(ProviderError) as raised:
-        provider_for(Recorder(body, http_status)).send(request_for())
+        provider_for(Recorder(body, status=http_status)).send(request_for())
     assert type(raised.value) is DOCUMENTED[status]
     assert raised.value.code == status  # the vendor's status, even for the 500 the base class reads first
 
@@ -133,14 +111,14 @@ def test_each_documented_http_error_raises_its_class(http_status: int, status: s
 @pytest.mark.parametrize(("http_status", "status"), sorted(DOC_HTTP.items()))
 def test_a_documented_http_error_without_a_body_still_classifies(http_status: int, status: str) -> None:
     with pytest.raises(ProviderError) as raised:
-        provider_for(Recorder("", http_status)).send(request_for())
+        provider_for(Recorder("", status=http_status)).send(request_for())
     assert type(raised.value) is DOCUMENTED[status]
 
 
 def test_rate_limit_keeps_the_retry_after_hint() -> None:
     body = json.dumps({"status": "RATE_LIMIT_EXCEEDED", "request_id": "TID1"})
     with pytest.raises(RateLimitedError) as raised:
-        provider_for(Recorder(body, 403, {"Retry-After": "7"})).send(request_for())
+        provider_for(Recorder(body, status=403, headers={"Retry-After": "7"})).send(request_for())
     assert raised.value.retry_after_s == 7.0
 
 
@@ -166,7 +144,7 @@ def test_rate_limit_keeps_the_retry_after_hint() -> None:
 def test_gateway_malformed_and_unknown_answers(
     body: str, http_status: int, error: type[ProviderError], code: str
 ) -> None:
-    recorder = Recorder(body, http_status)
+    recorder = Recorder(body, status=http_status)
     with pytest.raises(error) as raised:
         provider_for(recorder).send(request_for())
     assert (type(raised.value), raised.value.code) == (error, code)
@@ -206,13 +184,8 @@ def test_no_pull_operations() -> None:
 # -- round trips with the simulator over HTTP ----------------------------------------------------------
 
 
-def sim_provider(demo_sim: SimulatorServer, settings: Settings, **update: Any) -> DeepfinchProvider:
-    section = settings.deepfinch.model_copy(update={"base_url": demo_sim.url, **update})
-    return DeepfinchProvider(section, httpx.Client(timeout=5.0))
-
-
 def test_round_trip_send(demo_sim: SimulatorServer, demo_settings: Settings) -> None:
-    result = sim_provider(demo_sim, demo_settings).send(request_for())
+    result = sim_provider(DeepfinchProvider, demo_sim, demo_settings).send(request_for())
     (outcome,) = result.outcomes
     assert outcome.accepted and outcome.vendor_id.startswith("TID")
     assert demo_sim.state.counters("deepfinch").received == {PHONE: 1}
@@ -229,7 +202,7 @@ def test_round_trip_invalid_argument(
     demo_sim: SimulatorServer, demo_settings: Settings, request_: SendRequest, reason: str
 ) -> None:
     with pytest.raises(RequestRejectedError) as raised:
-        sim_provider(demo_sim, demo_settings).send(request_)
+        sim_provider(DeepfinchProvider, demo_sim, demo_settings).send(request_)
     assert (raised.value.code, raised.value.text) == ("INVALID_ARGUMENT", reason)
     assert demo_sim.state.counters("deepfinch").received == {}
 
@@ -238,7 +211,8 @@ def test_round_trip_bad_secret_is_a_gateway_refusal(
     demo_sim: SimulatorServer, demo_settings: Settings
 ) -> None:
     with pytest.raises(ConfigError) as raised:
-        sim_provider(demo_sim, demo_settings, secret_key=SecretStr("wrong")).send(request_for())
+        provider = sim_provider(DeepfinchProvider, demo_sim, demo_settings, secret_key=SecretStr("wrong"))
+        provider.send(request_for())
     assert raised.value.code == "GATEWAY_403"
     assert demo_sim.state.counters("deepfinch").received == {}
 
@@ -249,16 +223,8 @@ def test_round_trip_injected_statuses(
 ) -> None:
     demo_sim.state.set_faults("deepfinch", FaultPlan(codes=(status,), code_rate=1.0))
     with pytest.raises(ProviderError) as raised:
-        sim_provider(demo_sim, demo_settings).send(request_for())
+        sim_provider(DeepfinchProvider, demo_sim, demo_settings).send(request_for())
     assert (type(raised.value), raised.value.code) == (DOCUMENTED[status], status)
     assert demo_sim.state.counters("deepfinch").received == {}
 
 
-@pytest.mark.parametrize(("after_accept", "received"), [(False, {}), (True, {PHONE: 1})])
-def test_round_trip_reset_is_ambiguous(
-    demo_sim: SimulatorServer, demo_settings: Settings, after_accept: bool, received: dict[str, int]
-) -> None:
-    demo_sim.state.set_faults("deepfinch", FaultPlan(reset_rate=1.0, after_accept=after_accept))
-    with pytest.raises(AmbiguousError):
-        sim_provider(demo_sim, demo_settings).send(request_for())
-    assert demo_sim.state.counters("deepfinch").received == received

@@ -7,7 +7,6 @@ import json
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs
 
 import httpx
 import pytest
@@ -35,6 +34,7 @@ from providers.ihuyi import (
 )
 from providers.simulator.core import FaultPlan
 from providers.simulator.server import SimulatorServer
+from tests.providers.helpers import Handler, Recorder, mock_client, raising, sim_provider
 
 # -- shared/seeds/003_d1ebdae77096c094.txt ------------------------------------------------------------
 
@@ -83,33 +83,12 @@ PLAIN = IhuyiSettings.model_validate(
 DYNAMIC = PLAIN.model_copy(
     update={"account": VECTOR_ACCOUNT, "api_key": SecretStr(VECTOR_KEY), "dynamic_password": True}
 )
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-class Recorder:
-    """A MockTransport handler answering each body of ``bodies`` in turn (the last one repeats)."""
-
-    def __init__(self, *bodies: str | httpx.Response, status: int = 200) -> None:
-        self.bodies = bodies
-        self.status = status
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        body = self.bodies[min(len(self.requests), len(self.bodies)) - 1]
-        if isinstance(body, httpx.Response):
-            return body
-        return httpx.Response(self.status, text=body, headers={"content-type": "application/json"})
-
-    def form(self, index: int = -1) -> dict[str, str]:
-        parsed = parse_qs(self.requests[index].content.decode(), keep_blank_values=True)
-        return {key: values[0] for key, values in parsed.items()}
 
 
 def provider_for(
     handler: Handler, settings: IhuyiSettings = PLAIN, clock: Callable[[], float] = lambda: int(VECTOR_TIME)
 ) -> IhuyiProvider:
-    return IhuyiProvider(settings, httpx.Client(transport=httpx.MockTransport(handler)), clock=clock)
+    return IhuyiProvider(settings, mock_client(handler), clock=clock)
 
 
 def text(content: str = DOC_CONTENT, *phones: str) -> SendRequest:
@@ -308,11 +287,8 @@ def test_a_malformed_answer_to_the_expired_password_retry_is_ambiguous() -> None
     [(httpx.ConnectTimeout("slow"), NotSentError), (httpx.ReadTimeout("slow"), AmbiguousError)],
 )
 def test_transport_failures_map_to_the_error_tree(exc: Exception, error: type[ProviderError]) -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise exc
-
     with pytest.raises(error):
-        provider_for(handler).send(text())
+        provider_for(raising(exc)).send(text())
 
 
 # -- balance -----------------------------------------------------------------------------------------
@@ -342,22 +318,11 @@ def test_balance_failures() -> None:
 # -- round trips with the simulator over HTTP ----------------------------------------------------------
 
 
-def sim_provider(
-    demo_sim: SimulatorServer,
-    settings: Settings,
-    read_timeout_s: float = 5.0,
-    clock: Callable[[], float] = time.time,
-    **update: Any,
-) -> IhuyiProvider:
-    section = settings.ihuyi.model_copy(update={"base_url": demo_sim.url, **update})
-    return IhuyiProvider(section, httpx.Client(timeout=httpx.Timeout(5.0, read=read_timeout_s)), clock=clock)
-
-
 @pytest.mark.parametrize("dynamic", [True, False])
 def test_round_trip_send_queues_a_receipt(
     demo_sim: SimulatorServer, demo_settings: Settings, dynamic: bool
 ) -> None:
-    result = sim_provider(demo_sim, demo_settings, dynamic_password=dynamic).send(text())
+    result = sim_provider(IhuyiProvider, demo_sim, demo_settings, dynamic_password=dynamic).send(text())
     (outcome,) = result.outcomes
     assert outcome.accepted and outcome.vendor_id.isdigit()
     assert demo_sim.state.counters("ihuyi").received == {PHONE: 1}
@@ -367,7 +332,7 @@ def test_round_trip_send_queues_a_receipt(
 
 
 def test_round_trip_twice_in_one_second_is_4080(demo_sim: SimulatorServer, demo_settings: Settings) -> None:
-    provider = sim_provider(demo_sim, demo_settings)
+    provider = sim_provider(IhuyiProvider, demo_sim, demo_settings)
     provider.send(text())
     with pytest.raises(RateLimitedError) as raised:
         provider.send(text())
@@ -381,7 +346,7 @@ def test_round_trip_a_sixth_message_in_a_day_is_a_refused_outcome(
 ) -> None:
     now = [1714525200.0]  # 2024-05-01 09:00 Beijing: the six sends stay inside one Beijing day
     monkeypatch.setattr(demo_sim.app.state.vendors["ihuyi"], "clock", lambda: now[0])
-    provider = sim_provider(demo_sim, demo_settings, clock=lambda: now[0])
+    provider = sim_provider(IhuyiProvider, demo_sim, demo_settings, clock=lambda: now[0])
     outcomes = []
     for _ in range(6):
         now[0] += 2
@@ -429,7 +394,7 @@ def test_simulator_answers_xml_by_default_and_serves_get(
 def test_round_trip_bad_credentials(
     demo_sim: SimulatorServer, demo_settings: Settings, update: dict[str, Any], code: str
 ) -> None:
-    provider = sim_provider(demo_sim, demo_settings, **update)
+    provider = sim_provider(IhuyiProvider, demo_sim, demo_settings, **update)
     with pytest.raises(ConfigError) as raised:
         provider.send(text())
     assert raised.value.code == code
@@ -441,7 +406,7 @@ def test_round_trip_bad_credentials(
 def test_round_trip_a_stale_clock_expires_the_password_even_after_the_retry(
     demo_sim: SimulatorServer, demo_settings: Settings
 ) -> None:
-    provider = sim_provider(demo_sim, demo_settings, clock=lambda: time.time() - 3600)
+    provider = sim_provider(IhuyiProvider, demo_sim, demo_settings, clock=lambda: time.time() - 3600)
     with pytest.raises(ConfigError) as raised:
         provider.send(text())
     assert raised.value.code == "40501"
@@ -454,7 +419,7 @@ def test_round_trip_a_password_that_expired_in_flight_is_resent(
 ) -> None:
     skew = demo_sim.state.config.clock_skew_s
     times = iter([time.time() - skew - 30, time.time()])  # the first time is stale by the time it lands
-    result = sim_provider(demo_sim, demo_settings, clock=lambda: next(times)).send(text())
+    result = sim_provider(IhuyiProvider, demo_sim, demo_settings, clock=lambda: next(times)).send(text())
     assert result.outcomes[0].accepted
     assert demo_sim.state.counters("ihuyi").answered_codes == {"40501": 1, "2": 1}
     assert demo_sim.state.counters("ihuyi").received == {PHONE: 1}
@@ -466,32 +431,16 @@ def test_round_trip_injected_codes(
 ) -> None:
     demo_sim.state.set_faults("ihuyi", FaultPlan(codes=(code,), code_rate=1.0))
     with pytest.raises(error) as raised:
-        sim_provider(demo_sim, demo_settings).send(text())
+        sim_provider(IhuyiProvider, demo_sim, demo_settings).send(text())
     assert (type(raised.value), raised.value.code) == (error, code)
     assert demo_sim.state.counters("ihuyi").received == {}
-
-
-@pytest.mark.parametrize(("after_accept", "received"), [(False, {}), (True, {PHONE: 1})])
-def test_round_trip_reset_is_ambiguous(
-    demo_sim: SimulatorServer, demo_settings: Settings, after_accept: bool, received: dict[str, int]
-) -> None:
-    demo_sim.state.set_faults("ihuyi", FaultPlan(reset_rate=1.0, after_accept=after_accept))
-    with pytest.raises(AmbiguousError):
-        sim_provider(demo_sim, demo_settings).send(text())
-    assert demo_sim.state.counters("ihuyi").received == received
-
-
-def test_round_trip_time_out_is_ambiguous(demo_sim: SimulatorServer, demo_settings: Settings) -> None:
-    demo_sim.state.set_faults("ihuyi", FaultPlan(timeout_rate=1.0, hang_s=0.5))
-    with pytest.raises(AmbiguousError):
-        sim_provider(demo_sim, demo_settings, read_timeout_s=0.1).send(text())
 
 
 @pytest.mark.parametrize("dynamic", [True, False])
 def test_round_trip_balance_counts_down(
     demo_sim: SimulatorServer, demo_settings: Settings, dynamic: bool
 ) -> None:
-    provider = sim_provider(demo_sim, demo_settings, dynamic_password=dynamic)
+    provider = sim_provider(IhuyiProvider, demo_sim, demo_settings, dynamic_password=dynamic)
     (before,) = provider.balance()
     provider.send(text())
     (after,) = provider.balance()
@@ -503,6 +452,6 @@ def test_round_trip_out_of_credit_is_4051(
 ) -> None:
     monkeypatch.setattr(demo_sim.app.state.vendors["ihuyi"], "balance", 0)
     with pytest.raises(BalanceError) as raised:
-        sim_provider(demo_sim, demo_settings).send(text())
+        sim_provider(IhuyiProvider, demo_sim, demo_settings).send(text())
     assert raised.value.code == "4051"
     assert demo_sim.state.counters("ihuyi").received == {}

@@ -24,6 +24,7 @@ from providers.errors import (
 from providers.infocloud import CODES, SIGN_METHODS, InfocloudAuth, InfocloudProvider, canonical_string, sign
 from providers.simulator import DEMO_ENV
 from providers.simulator.core import FaultPlan
+from tests.providers.helpers import mock_client
 
 API_KEY = DEMO_ENV["SMSD_INFOCLOUD__API_KEY"]
 ACCESS_KEY = DEMO_ENV["SMSD_INFOCLOUD__ACCESS_KEY"]
@@ -35,8 +36,7 @@ def settings(base_url: str = "https://opassapi.infocloud.com.cn", **extra: objec
 
 
 def mock_provider(handler: object, **extra: object) -> InfocloudProvider:
-    client = httpx.Client(transport=httpx.MockTransport(handler))  # type: ignore[arg-type]
-    return InfocloudProvider(settings(**extra), client)
+    return InfocloudProvider(settings(**extra), mock_client(handler))  # type: ignore[arg-type]
 
 
 # -- signing ------------------------------------------------------------------------------------------

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs
 
 import httpx
 import pytest
@@ -27,6 +25,7 @@ from providers.market_gateway import MarketGatewayAuth, verify
 from providers.simulator.core import FaultPlan
 from providers.simulator.server import SimulatorServer
 from providers.xiaorui import CODES, MESSAGES, XiaoruiProvider
+from tests.providers.helpers import Handler, Recorder, mock_client, raising, sim_provider
 
 # -- the document's example answers (shared/seeds/001_ea7bf1fee9755f8a.txt), verbatim -------------------
 
@@ -135,34 +134,14 @@ SETTINGS = XiaoruiSettings.model_validate({
     "password": "pw-not-in-logs",
     "extno": "12",
 })
-Handler = Callable[[httpx.Request], httpx.Response]
 
 
 def request_for(*phones: str, text: str = "【小睿】您的验证码是1234") -> SendRequest:
     return SendRequest(phones=phones, template=RenderedTemplate("", text=text))
 
 
-class Recorder:
-    """A MockTransport handler answering ``body`` (a string, or a Response) and keeping the requests."""
-
-    def __init__(self, body: str | httpx.Response, status: int = 200) -> None:
-        self.body = body
-        self.status = status
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if isinstance(self.body, httpx.Response):
-            return self.body
-        return httpx.Response(self.status, text=self.body, headers={"content-type": "application/json"})
-
-    def form(self, index: int = -1) -> dict[str, str]:
-        parsed = parse_qs(self.requests[index].content.decode(), keep_blank_values=True)
-        return {key: values[0] for key, values in parsed.items()}
-
-
 def provider_for(handler: Handler, settings: XiaoruiSettings = SETTINGS, **pages: int) -> XiaoruiProvider:
-    return XiaoruiProvider(settings, httpx.Client(transport=httpx.MockTransport(handler)), **pages)
+    return XiaoruiProvider(settings, mock_client(handler), **pages)
 
 
 # -- send --------------------------------------------------------------------------------------------
@@ -295,7 +274,7 @@ def test_empty_requests_are_refused_before_any_call(request_: SendRequest) -> No
     ],
 )
 def test_malformed_or_foreign_answers(body: str, status: int, error: type[ProviderError], code: str) -> None:
-    recorder = Recorder(body, status)
+    recorder = Recorder(body, status=status)
     with pytest.raises(error) as raised:
         provider_for(recorder).send(request_for(*PHONES))
     assert type(raised.value) is error
@@ -335,11 +314,8 @@ def test_malformed_query_answers_are_transient(poll: str, body: str) -> None:
     [(httpx.ConnectError("refused"), NotSentError), (httpx.ReadTimeout("slow"), AmbiguousError)],
 )
 def test_transport_failures_map_to_the_error_tree(exc: Exception, error: type[ProviderError]) -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise exc
-
     with pytest.raises(error):
-        provider_for(handler).send(request_for(*PHONES))
+        provider_for(raising(exc)).send(request_for(*PHONES))
 
 
 # -- receipts, replies, balance ----------------------------------------------------------------------
@@ -405,15 +381,8 @@ def test_page_sizes_outside_the_documents_ranges_are_refused(kwargs: dict[str, i
 # -- round trips with the simulator over HTTP ----------------------------------------------------------
 
 
-def sim_provider(
-    demo_sim: SimulatorServer, settings: Settings, read_timeout_s: float = 5.0, **update: Any
-) -> XiaoruiProvider:
-    section = settings.xiaorui.model_copy(update={"base_url": demo_sim.url, **update})
-    return XiaoruiProvider(section, httpx.Client(timeout=httpx.Timeout(5.0, read=read_timeout_s)))
-
-
 def test_round_trip_send_then_receipts_once_only(demo_sim: SimulatorServer, demo_settings: Settings) -> None:
-    provider = sim_provider(demo_sim, demo_settings)
+    provider = sim_provider(XiaoruiProvider, demo_sim, demo_settings)
     result = provider.send(request_for("13800138000", "13800138001", "12345"))
     assert [(o.phone, o.accepted) for o in result.outcomes] == [
         ("13800138000", True), ("13800138001", True), ("12345", False),
@@ -430,7 +399,7 @@ def test_round_trip_send_then_receipts_once_only(demo_sim: SimulatorServer, demo
 
 def test_round_trip_500_numbers_in_one_call(demo_sim: SimulatorServer, demo_settings: Settings) -> None:
     phones = tuple(f"1390000{i:04d}" for i in range(500))
-    result = sim_provider(demo_sim, demo_settings).send(request_for(*phones))
+    result = sim_provider(XiaoruiProvider, demo_sim, demo_settings).send(request_for(*phones))
     assert all(o.accepted for o in result.outcomes)
     assert len({o.vendor_id for o in result.outcomes}) == 500
     assert demo_sim.state.counters("xiaorui").call_sizes == [500]
@@ -461,13 +430,13 @@ def test_round_trip_bad_credentials(
     demo_sim: SimulatorServer, demo_settings: Settings, update: dict[str, Any], code: str
 ) -> None:
     with pytest.raises(ConfigError) as raised:
-        sim_provider(demo_sim, demo_settings, **update).send(request_for("13800138000"))
+        sim_provider(XiaoruiProvider, demo_sim, demo_settings, **update).send(request_for("13800138000"))
     assert raised.value.code == code
     assert demo_sim.state.counters("xiaorui").received == {}
 
 
 def test_round_trip_a_skewed_clock_is_refused(demo_sim: SimulatorServer, demo_settings: Settings) -> None:
-    provider = sim_provider(demo_sim, demo_settings)
+    provider = sim_provider(XiaoruiProvider, demo_sim, demo_settings)
     section = demo_settings.xiaorui
     secret_id, secret_key = section.secret_id.get_secret_value(), section.secret_key.get_secret_value()
     provider._auth = MarketGatewayAuth(secret_id, secret_key, clock=lambda: time.time() - 600)
@@ -478,29 +447,13 @@ def test_round_trip_a_skewed_clock_is_refused(demo_sim: SimulatorServer, demo_se
 def test_round_trip_injected_transient_code(demo_sim: SimulatorServer, demo_settings: Settings) -> None:
     demo_sim.state.set_faults("xiaorui", FaultPlan(codes=("21",), code_rate=1.0))
     with pytest.raises(TransientError) as raised:
-        sim_provider(demo_sim, demo_settings).send(request_for("13800138000"))
+        sim_provider(XiaoruiProvider, demo_sim, demo_settings).send(request_for("13800138000"))
     assert (type(raised.value), raised.value.code) == (TransientError, "21")
     assert demo_sim.state.counters("xiaorui").received == {}
 
 
-@pytest.mark.parametrize(("after_accept", "received"), [(False, {}), (True, {"13800138000": 1})])
-def test_round_trip_reset_is_ambiguous(
-    demo_sim: SimulatorServer, demo_settings: Settings, after_accept: bool, received: dict[str, int]
-) -> None:
-    demo_sim.state.set_faults("xiaorui", FaultPlan(reset_rate=1.0, after_accept=after_accept))
-    with pytest.raises(AmbiguousError):
-        sim_provider(demo_sim, demo_settings).send(request_for("13800138000"))
-    assert demo_sim.state.counters("xiaorui").received == received
-
-
-def test_round_trip_time_out_is_ambiguous(demo_sim: SimulatorServer, demo_settings: Settings) -> None:
-    demo_sim.state.set_faults("xiaorui", FaultPlan(timeout_rate=1.0, hang_s=0.5))
-    with pytest.raises(AmbiguousError):
-        sim_provider(demo_sim, demo_settings, read_timeout_s=0.1).send(request_for("13800138000"))
-
-
 def test_round_trip_replies_and_balance(demo_sim: SimulatorServer, demo_settings: Settings) -> None:
-    provider = sim_provider(demo_sim, demo_settings)
+    provider = sim_provider(XiaoruiProvider, demo_sim, demo_settings)
     demo_sim.state.add_inbound("xiaorui", {"mobile": "13800138000", "content": "TD"})
     replies = provider.poll_inbound()
     assert [(m.phone, m.content) for m in replies] == [("13800138000", "TD")]
