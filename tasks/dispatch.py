@@ -224,7 +224,7 @@ def _record_result(job: ChunkJob, result: SendResult, out: Writes) -> None:
     refused: dict[str, list[str]] = {}
     for o in result.outcomes:
         if o.accepted:
-            out.records[o.phone] = pack(State.SUBMITTED, at, name, o.vendor_id, o.code)
+            out.records[o.phone] = pack(State.SUBMITTED, at, name, o.vendor_id, o.code, fee=o.fee)
             accepted.append(o.phone)
             if o.vendor_id and not result.batch_id:  # per-phone vendor ids (sid, smsid, mid)
                 out.index[Keys.vendor_batch(name, o.vendor_id)] = job.message_id

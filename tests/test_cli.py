@@ -17,11 +17,13 @@ def test_status_shows_counts_and_masked_recipients(r, settings) -> None:  # type
         {
             "13800138000": pack(State.DELIVERED, now_ms(), "infocloud", "574", "DELIVRD"),
             "13900139000": pack(State.FAILED, now_ms(), "infocloud", "574", "UNDELIV"),
+            "13700137000": pack(State.DELIVERED, now_ms(), "tencent", "sid", "DELIVRD", fee=2),
         },
     )
     out = CliRunner().invoke(main, ["status", "m-1", "--recipients"])
     assert out.exit_code == 0, out.output
     assert "delivered" in out.output and "failed" in out.output and "order_shipped" in out.output
+    assert "billed                2 segments (reported for 1 recipients)" in out.output
     assert "138****8000" in out.output and "13800138000" not in out.output
 
 

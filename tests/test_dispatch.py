@@ -206,3 +206,21 @@ def test_a_receipt_that_beats_its_index_is_parked_and_applied_later(r, settings)
     assert apply_receipts(store, "xiaorui", []) == 1  # the next poll matches it
     assert store.records("m-x")["13900000001"].state == State.DELIVERED
     assert r.llen(Keys.unmatched("xiaorui")) == 0
+
+
+def test_billed_segments_are_recorded_and_kept_through_the_receipt(r, settings) -> None:  # type: ignore[no-untyped-def]
+    from providers.base import DeliveryState, Receipt
+    from worker.store import Record, pack
+
+    store = Store(r, settings)
+    store.write(
+        "m-t",
+        {"13900000001": pack(State.SUBMITTED, 1, "tencent", "sid-1", "0", fee=2)},
+        index={Keys.vendor_batch("tencent", "sid-1"): "m-t"},
+    )
+    assert store.records("m-t")["13900000001"].fee == 2
+    receipt = Receipt("tencent", "13900000001", DeliveryState.DELIVERED, "DELIVRD", vendor_id="sid-1")
+    assert apply_receipts(store, "tencent", [receipt]) == 1
+    after = store.records("m-t")["13900000001"]
+    assert (after.state, after.vendor_id, after.code, after.fee) == (State.DELIVERED, "sid-1", "DELIVRD", 2)
+    assert Record.unpack(pack(State.QUEUED, 5)) == Record(State.QUEUED, 5)  # no fee, no trailing fields

@@ -109,9 +109,13 @@ def status(message_id: str, show: bool) -> None:
     click.echo("")
     for state_name, n in counts.most_common():
         click.echo(f"{state_name:<14}{n:>9,}")
+    records = store.records(message_id)
+    billed = [rec.fee for rec in records.values() if rec.fee is not None]
+    if billed:
+        click.echo(f"{'billed':<14}{sum(billed):>9,} segments (reported for {len(billed):,} recipients)")
     if show:
         click.echo("")
-        for phone, rec in sorted(store.records(message_id).items()):
+        for phone, rec in sorted(records.items()):
             when = datetime.fromtimestamp(rec.updated_ms / 1000, UTC).strftime("%H:%M:%S")
             click.echo(f"{mask(phone):<16}{rec.state:<13}{rec.provider:<10}{rec.code:<10}{when}  {rec.text}")
 

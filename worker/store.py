@@ -53,21 +53,34 @@ class Record:
     vendor_id: str = ""
     code: str = ""
     text: str = ""
+    fee: int | None = None  # billed segments, where the vendor says (Tencent)
 
     def pack(self) -> str:
-        return pack(self.state, self.updated_ms, self.provider, self.vendor_id, self.code, self.text)
+        fields = (self.provider, self.vendor_id, self.code, self.text)
+        return pack(self.state, self.updated_ms, *fields, fee=self.fee)
 
     @classmethod
     def unpack(cls, raw: str) -> Record:
         parts = raw.split(SEP)
-        parts += [""] * (6 - len(parts))
-        return cls(parts[0], int(parts[1] or 0), parts[2], parts[3], parts[4], parts[5])
+        parts += [""] * (7 - len(parts))
+        fee = int(parts[6]) if parts[6] else None
+        return cls(parts[0], int(parts[1] or 0), parts[2], parts[3], parts[4], parts[5], fee)
 
 
 def pack(
-    state: str, updated_ms: int, provider: str = "", vendor_id: str = "", code: str = "", text: str = ""
+    state: str,
+    updated_ms: int,
+    provider: str = "",
+    vendor_id: str = "",
+    code: str = "",
+    text: str = "",
+    fee: int | None = None,
 ) -> str:
-    return SEP.join((state, str(updated_ms), provider, vendor_id, code, text.replace(SEP, " ")[:200]))
+    """One record. Trailing empty fields are left out: most records carry no text and no fee."""
+    fields = [state, str(updated_ms), provider, vendor_id, code, text.replace(SEP, " ")[:200]]
+    if fee is not None:
+        fields.append(str(fee))
+    return SEP.join(fields)
 
 
 def _fields(mapping: Mapping[str, str | int]) -> dict[FieldT, EncodableT]:

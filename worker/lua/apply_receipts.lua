@@ -12,8 +12,11 @@ for i = 2, #ARGV, 3 do
   if state_now == "submitted" or state_now == "sending" then
     local parts = {}
     for part in string.gmatch(rec .. SEP, "(.-)" .. SEP) do parts[#parts + 1] = part end
+    local fee = ""
+    if parts[7] and parts[7] ~= "" then fee = SEP .. parts[7] end  -- billed segments, kept
     redis.call("HSET", KEYS[1], phone,
-      state .. SEP .. ARGV[1] .. SEP .. (parts[3] or "") .. SEP .. (parts[4] or "") .. SEP .. code .. SEP .. (parts[6] or ""))
+      state .. SEP .. ARGV[1] .. SEP .. (parts[3] or "") .. SEP .. (parts[4] or "") .. SEP .. code .. SEP
+        .. (parts[6] or "") .. fee)
     out[#out + 1] = phone
     out[#out + 1] = state
   end
