@@ -115,7 +115,9 @@ def run_chunked(n: int, sim_url: str, worker: psutil.Process, r: Any) -> dict[st
     result = wait_accepted(sim_url, n, worker, timeout=600)
     elapsed = result["last_accept_at"] - started
     mem_after = r.info("memory")["used_memory"]
+    breakdown = memory_by_group(r)
     return {
+        "breakdown": {group: size / n for group, size in breakdown.items()},
         "n": n,
         "seconds": elapsed,
         "rate": n / elapsed,
@@ -125,6 +127,24 @@ def run_chunked(n: int, sim_url: str, worker: psutil.Process, r: Any) -> dict[st
         "peak_rss": result["peak_rss"],
         "redis_bytes_per_recipient": (mem_after - mem_before) / n,
     }
+
+
+GROUPS = (
+    ("recipient state", ":msg:"),
+    ("per-phone limits", ":lim:"),
+    ("events stream", ":events"),
+    ("vendor-id index", ":vid:"),
+)
+
+
+def memory_by_group(r: Any) -> dict[str, int]:
+    """Bytes held by each kind of key (MEMORY USAGE, exact), right after the run."""
+    sizes = dict.fromkeys([g for g, _ in GROUPS] + ["broker and other"], 0)
+    for key in r.scan_iter(count=1000):
+        name = key.decode()
+        group = next((g for g, part in GROUPS if part in name), "broker and other")
+        sizes[group] += r.memory_usage(key, samples=0) or 0
+    return sizes
 
 
 def run_naive(n: int, sim_url: str, worker: psutil.Process, before: dict[str, Any]) -> dict[str, Any]:
@@ -201,6 +221,8 @@ def report(args: argparse.Namespace, chunked: dict[str, Any], naive: dict[str, A
     )
     print(f"  worker peak RSS (all processes): {chunked['peak_rss'] / 2**20:,.0f} MiB")
     print(f"  Redis memory growth: {chunked['redis_bytes_per_recipient']:,.0f} bytes/recipient")
+    parts = ", ".join(f"{group} {size:,.0f}" for group, size in chunked["breakdown"].items())
+    print(f"    by key, bytes/recipient: {parts}")
     naive_rate = f"{naive['rate']:,.0f} recipients/s"
     print(
         f"naive (one task per recipient): {naive['n']:,} in {naive['seconds']:.2f} s = {naive_rate}"
