@@ -22,8 +22,8 @@ import click
 
 from providers.simulator import DEMO_ENV
 from providers.simulator.core import SimConfig
+from worker.store import FINAL
 
-FINAL = ("delivered", "failed", "rejected", "rate_limited", "opted_out")
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
 # Faster than the vendors' real pace (Infocloud: 3 receipt queries a minute), so the demo ends in seconds.
 DEMO_SPEED = {

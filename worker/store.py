@@ -30,7 +30,9 @@ LUA = Path(__file__).parent / "lua"
 
 
 class State(enum.StrEnum):
-    ACCEPTED = "accepted"
+    """A recipient's state. "Accepted" is send_sms's answer (validated and planned); from then on a
+    recipient is recorded ``queued``, or dispatched at once for a one-chunk send."""
+
     QUEUED = "queued"
     RETRY = "retry"  # queued again after a failed attempt; its limits are already charged
     SENDING = "sending"  # claimed for a vendor call in progress
