@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httpx
@@ -132,7 +132,6 @@ class Capabilities:
     template_based: bool = True  # False: the vendor takes rendered text (Xiaorui, Ihuyi)
     international: bool = False  # accepts E.164 numbers outside mainland China
     max_content_chars: int = 500
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Provider:

@@ -22,7 +22,7 @@ PROVIDER_CLASSES: dict[str, type[Provider]] = {
     "ihuyi": IhuyiProvider,
 }
 
-_instances: dict[tuple[int, str, int], Provider] = {}
+_instances: dict[tuple[int, str], tuple[Settings, Provider]] = {}
 
 
 def capabilities(name: str) -> Capabilities:
@@ -47,12 +47,12 @@ def make_client(settings: Settings, name: str) -> httpx.Client:
 
 
 def get_provider(name: str, settings: Settings | None = None) -> Provider:
-    """The adapter for ``name`` in this process; a forked child builds its own (pools do not survive fork)."""
+    """The adapter for ``name`` in this process; a forked child builds its own (pools do not survive fork).
+    It is rebuilt when the settings object changes (the process-wide one is loaded once)."""
     settings = settings or get_settings()
-    key = (os.getpid(), name, id(settings))
-    provider = _instances.get(key)
-    if provider is None:
-        cls = PROVIDER_CLASSES[name]
-        provider = cls(settings.vendor(name), make_client(settings, name))  # type: ignore[call-arg, arg-type]
-        _instances[key] = provider
-    return provider
+    key = (os.getpid(), name)
+    cached = _instances.get(key)
+    if cached is None or cached[0] is not settings:
+        provider = PROVIDER_CLASSES[name](settings.vendor(name), make_client(settings, name))  # type: ignore[call-arg, arg-type]
+        cached = _instances[key] = (settings, provider)
+    return cached[1]

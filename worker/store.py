@@ -315,9 +315,6 @@ class Store:
             found = pipe.execute()
         return {name: info for name, info in zip(providers, found, strict=True) if info}
 
-    def mark_healthy(self, provider: str) -> None:
-        self.r.delete(Keys.health(provider))
-
     # -- ambiguous outcomes -------------------------------------------------------------------------
 
     def note_ambiguous(self, message_id: str, phones: Sequence[str], at_ms: int) -> None:
