@@ -94,8 +94,10 @@ def backoff(settings: Settings, attempt: int, error: TransientError) -> float:
     return delay
 
 
-def run_chunk(job: ChunkJob, settings: Settings, client: redis.Redis, provider: Provider) -> Retry | None:
-    """Send one chunk and record every recipient's outcome. Returns a retry to schedule, if any."""
+def run_chunk(job: ChunkJob, settings: Settings, client: redis.Redis, provider: Provider) -> list[Retry]:
+    """Send one chunk and record every recipient's outcome. Returns the retries to schedule: the phones
+    another worker holds in flight (looked at again once that call must be over) and the phones of a
+    failed call (after backoff, or for another vendor)."""
     store = Store(client, settings)
     name = job.chunk.provider
     section = settings.vendor(name)
@@ -110,11 +112,11 @@ def run_chunk(job: ChunkJob, settings: Settings, client: redis.Redis, provider: 
     if claim.orphaned:
         # A worker died while these were in flight: the vendor may have them. Never resend.
         _ambiguous(store, job, claim.orphaned, "the sending worker stopped mid-call", out)
-    retry = Retry(claim.in_flight, stale_ms / 1000, job.attempt) if claim.in_flight else None
-    if claim.send:
-        retry = _send(job, settings, store, provider, claim.send, out) or retry
+    retries = [Retry(claim.in_flight, stale_ms / 1000, job.attempt)] if claim.in_flight else []
+    if claim.send and (retry := _send(job, settings, store, provider, claim.send, out)):
+        retries.append(retry)
     store.write(job.message_id, out.records, out.events, out.index, over_sending=True)
-    return retry
+    return retries
 
 
 def _claim_events(job: ChunkJob, claim: limits.Claim) -> list[dict[str, str]]:

@@ -139,8 +139,7 @@ def _result(message_id: str, plan: Plan, store: Store) -> dict[str, Any]:
 
 def _dispatch_inline(job: ChunkJob, queue: str) -> None:
     settings = get_settings()
-    retry = run_chunk(job, settings, get_redis(settings), get_provider(job.chunk.provider, settings))
-    if retry:
+    for retry in run_chunk(job, settings, get_redis(settings), get_provider(job.chunk.provider, settings)):
         schedule_retry(job, retry, queue)
 
 
@@ -151,9 +150,8 @@ def dispatch_chunk(self: Task, message_id: str, kind: str, chunk: dict[str, Any]
     structlog.contextvars.bind_contextvars(message_id=message_id, provider=spec.provider)
     job = ChunkJob(message_id, kind, spec, attempt)
     settings = get_settings()
-    retry = run_chunk(job, settings, get_redis(settings), get_provider(spec.provider, settings))
-    if retry:
-        queue = self.request.delivery_info.get("routing_key") or queue_for(kind, 1, settings)
+    queue = self.request.delivery_info.get("routing_key") or queue_for(kind, 1, settings)
+    for retry in run_chunk(job, settings, get_redis(settings), get_provider(spec.provider, settings)):
         schedule_retry(job, retry, queue)
 
 

@@ -31,7 +31,7 @@ def states(r: redis.Redis, message_id: str = "msg-1") -> dict[str, str]:
 
 def test_a_sent_chunk_records_submitted_and_receipts_deliver_it(sim, r, settings) -> None:  # type: ignore[no-untyped-def]
     phones = [f"139{i:08d}" for i in range(5)]
-    assert run_chunk(job(phones), settings, r, provider(settings)) is None
+    assert run_chunk(job(phones), settings, r, provider(settings)) == []
     assert set(states(r).values()) == {State.SUBMITTED}
     receipts = provider(settings).poll_receipts()
     assert apply_receipts(Store(r, settings), "infocloud", receipts) == 5
@@ -46,27 +46,27 @@ def test_a_sent_chunk_records_submitted_and_receipts_deliver_it(sim, r, settings
 def test_a_transient_code_asks_for_a_retry_and_the_retry_sends_once(sim, r, settings) -> None:  # type: ignore[no-untyped-def]
     phones = ["13900000001", "13900000002"]
     sim.state.set_faults("infocloud", FaultPlan(codes=("-1",), code_rate=1.0))
-    retry = run_chunk(job(phones), settings, r, provider(settings))
+    (retry,) = run_chunk(job(phones), settings, r, provider(settings))
     assert retry is not None and retry.phones == tuple(phones) and retry.attempt == 1
     assert set(states(r).values()) == {State.RETRY}
     sim.state.set_faults("infocloud", None)
-    assert run_chunk(job(phones, attempt=1), settings, r, provider(settings)) is None
+    assert run_chunk(job(phones, attempt=1), settings, r, provider(settings)) == []
     # redelivered: nothing resent
-    assert run_chunk(job(phones, attempt=1), settings, r, provider(settings)) is None
+    assert run_chunk(job(phones, attempt=1), settings, r, provider(settings)) == []
     assert sim.state.counters("infocloud").received == {p: 1 for p in phones}
 
 
 def test_retries_stop_after_max_attempts_with_the_last_code(sim, r, settings) -> None:  # type: ignore[no-untyped-def]
     sim.state.set_faults("infocloud", FaultPlan(codes=("60009",), code_rate=1.0))
     last = settings.retry.max_attempts - 1
-    assert run_chunk(job(["13900000001"], attempt=last), settings, r, provider(settings)) is None
+    assert run_chunk(job(["13900000001"], attempt=last), settings, r, provider(settings)) == []
     record = Store(r, settings).records("msg-1")["13900000001"]
     assert (record.state, record.code) == (State.FAILED, "60009")
 
 
 def test_a_permanent_code_fails_the_chunk_with_the_code(sim, r, settings) -> None:  # type: ignore[no-untyped-def]
     sim.state.set_faults("infocloud", FaultPlan(codes=("60001",), code_rate=1.0))
-    assert run_chunk(job(["13900000001", "13900000002"]), settings, r, provider(settings)) is None
+    assert run_chunk(job(["13900000001", "13900000002"]), settings, r, provider(settings)) == []
     records = Store(r, settings).records("msg-1")
     assert {(rec.state, rec.code) for rec in records.values()} == {(State.FAILED, "60001")}
     assert Store(r, settings).unhealthy(["infocloud"]) == {}
@@ -80,13 +80,13 @@ def test_auth_and_balance_codes_bench_the_provider(sim, r, settings) -> None:  #
 
 def test_an_ambiguous_time_out_is_never_resent_and_a_receipt_settles_it(sim, r, settings) -> None:  # type: ignore[no-untyped-def]
     sim.state.set_faults("infocloud", FaultPlan(timeout_rate=1.0, hang_s=1.5, after_accept=True))
-    assert run_chunk(job(["13900000001"]), settings, r, provider(settings, read_timeout=0.5)) is None
+    assert run_chunk(job(["13900000001"]), settings, r, provider(settings, read_timeout=0.5)) == []
     record = Store(r, settings).records("msg-1")["13900000001"]
     assert (record.state, record.code, record.vendor_id) == (State.SUBMITTED, AMBIGUOUS, "msg-1.0")
     assert r.zcard(Keys.ambiguous) == 1
     sim.state.set_faults("infocloud", None)
     # a redelivery: not resent
-    assert run_chunk(job(["13900000001"]), settings, r, provider(settings)) is None
+    assert run_chunk(job(["13900000001"]), settings, r, provider(settings)) == []
     assert sim.state.counters("infocloud").received == {"13900000001": 1}
     apply_receipts(Store(r, settings), "infocloud", provider(settings).poll_receipts())  # matched by our bid
     assert Store(r, settings).records("msg-1")["13900000001"].state == State.DELIVERED
@@ -100,7 +100,7 @@ def test_a_receipt_that_arrives_while_the_call_is_still_sending_settles_it(sim, 
     provider(settings).send(SendRequest(("13900000001",), TEMPLATE, bid="msg-1.0"))
     assert apply_receipts(Store(r, settings), "infocloud", provider(settings).poll_receipts()) == 1
     assert Store(r, settings).records("msg-1")["13900000001"].state == State.DELIVERED
-    assert run_chunk(job(["13900000001"]), settings, r, provider(settings)) is None  # a redelivery
+    assert run_chunk(job(["13900000001"]), settings, r, provider(settings)) == []  # a redelivery
     assert sim.state.counters("infocloud").received == {"13900000001": 1}
 
 
@@ -183,7 +183,7 @@ def test_a_vendor_that_refuses_the_whole_call_hands_the_chunk_over(sim, r, setti
         "provider": None,
     }
     chunk = ChunkSpec(0, "infocloud", ("13900000001", "13900000002"), TEMPLATE, logical=logical)
-    retry = run_chunk(ChunkJob("msg-1", "notify", chunk), settings, r, provider(settings))
+    (retry,) = run_chunk(ChunkJob("msg-1", "notify", chunk), settings, r, provider(settings))
     assert retry is not None and retry.failover and retry.phones == ("13900000001", "13900000002")
     assert {rec.state for rec in Store(r, settings).records("msg-1").values()} == {State.RETRY}
     assert "infocloud" in Store(r, settings).unhealthy(["infocloud"])
@@ -224,3 +224,18 @@ def test_billed_segments_are_recorded_and_kept_through_the_receipt(r, settings) 
     after = store.records("m-t")["13900000001"]
     assert (after.state, after.vendor_id, after.code, after.fee) == (State.DELIVERED, "sid-1", "DELIVRD", 2)
     assert Record.unpack(pack(State.QUEUED, 5)) == Record(State.QUEUED, 5)  # no fee, no trailing fields
+
+
+def test_phones_in_flight_elsewhere_are_looked_at_again_even_when_the_rest_must_retry(  # type: ignore[no-untyped-def]
+    sim, r, settings
+) -> None:
+    from worker.store import now_ms, pack
+
+    # One phone is "sending" for another worker (fresh); the vendor is busy for this call.
+    r.hset(Keys.recipients("msg-1"), "13900000001", pack(State.SENDING, now_ms(), "infocloud"))
+    sim.state.set_faults("infocloud", FaultPlan(codes=("-1",), code_rate=1.0))
+    retries = run_chunk(job(["13900000001", "13900000002"]), settings, r, provider(settings))
+    by_phones = {retry.phones: retry for retry in retries}
+    assert set(by_phones) == {("13900000001",), ("13900000002",)}  # neither is dropped
+    assert by_phones[("13900000001",)].attempt == 0  # the in-flight one was not an attempt of ours
+    assert by_phones[("13900000002",)].attempt == 1
