@@ -58,6 +58,7 @@ class Writes:
     records: dict[str, str] = field(default_factory=dict)
     events: list[dict[str, str]] = field(default_factory=list)
     index: dict[str, str] = field(default_factory=dict)
+    unconfirmed: dict[str, int] = field(default_factory=dict)  # see Store.write
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +112,13 @@ def run_chunk(job: ChunkJob, settings: Settings, client: redis.Redis, provider: 
     out = Writes(events=_claim_events(job, claim))
     if claim.orphaned:
         # A worker died while these were in flight: the vendor may have them. Never resend.
-        _ambiguous(store, job, claim.orphaned, "the sending worker stopped mid-call", out)
+        _ambiguous(settings, job, claim.orphaned, "the sending worker stopped mid-call", out)
     retries = [Retry(claim.in_flight, stale_ms / 1000, job.attempt)] if claim.in_flight else []
     if claim.send and (retry := _send(job, settings, store, provider, claim.send, out)):
         retries.append(retry)
-    store.write(job.message_id, out.records, out.events, out.index, over_sending=True)
+    store.write(
+        job.message_id, out.records, out.events, out.index, over_sending=True, unconfirmed=out.unconfirmed
+    )
     return retries
 
 
@@ -151,7 +154,7 @@ def _send(
         return _transient(job, settings, phones, exc, out, bound)
     except AmbiguousError as exc:
         bound.warning("vendor call ambiguous", error=str(exc), recipients=len(phones))
-        _ambiguous(store, job, phones, str(exc), out)
+        _ambiguous(settings, job, phones, str(exc), out)
         return None
     except PermanentError as exc:
         if isinstance(exc, ConfigError | BalanceError):
@@ -211,12 +214,19 @@ def _fail(
     out.events.append(event(job.message_id, State.FAILED, job.chunk.provider, phones, code))
 
 
-def _ambiguous(store: Store, job: ChunkJob, phones: Sequence[str], why: str, out: Writes) -> None:
+def _ambiguous(settings: Settings, job: ChunkJob, phones: Sequence[str], why: str, out: Writes) -> None:
     at = now_ms()
-    store.note_ambiguous(job.message_id, phones, at)
-    record = pack(State.SUBMITTED, at, job.chunk.provider, job.bid, AMBIGUOUS, why)
+    name = job.chunk.provider
+    due = at + settings.vendor(name).settle_s * 1000  # no receipt by then: the settle sweep fails it
+    record = pack(State.SUBMITTED, at, name, job.bid, AMBIGUOUS, why)
     out.records.update(dict.fromkeys(phones, record))
-    out.events.append(event(job.message_id, State.SUBMITTED, job.chunk.provider, phones, AMBIGUOUS))
+    out.unconfirmed.update({unconfirmed_entry(job.message_id, phone, name): due for phone in phones})
+    out.events.append(event(job.message_id, State.SUBMITTED, name, phones, AMBIGUOUS))
+
+
+def unconfirmed_entry(message_id: str, phone: str, provider: str) -> str:
+    """The member of ``Keys.ambiguous`` for one unconfirmed recipient (scored by its settle deadline)."""
+    return f"{message_id}|{phone}|{provider}"
 
 
 def _record_result(job: ChunkJob, result: SendResult, out: Writes) -> None:

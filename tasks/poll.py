@@ -13,15 +13,15 @@ from typing import cast
 import structlog
 from celery import Task
 
-from config.settings import PROVIDERS, Settings, get_settings
+from config.settings import get_settings
 from providers.base import DeliveryState, Receipt
 from providers.errors import ProviderError, RateLimitedError, UnsupportedFeature
-from tasks.dispatch import AMBIGUOUS, event
+from tasks.dispatch import event
 from tasks.phones import mask
 from worker.app import app
 from worker.limits import try_window
 from worker.registry import get_provider
-from worker.store import Keys, State, Store, get_redis, now_ms, pack, script
+from worker.store import Keys, State, Store, get_redis, now_ms, script
 
 log = structlog.get_logger(__name__)
 MAX_PAGES = 50  # per run; beat calls again
@@ -84,16 +84,27 @@ def apply_receipts(store: Store, provider: str, receipts: Sequence[Receipt]) -> 
             count=len(unmatched) - len(keep),
             example=example,
         )
-    return sum(_apply(store, provider, message_id, items) for message_id, items in by_message.items())
+    return sum(
+        settle(store, provider, message_id, [(r.phone, _final(r.state), r.code) for r in items], "receipt")
+        for message_id, items in by_message.items()
+    )
 
 
-def _apply(store: Store, provider: str, message_id: str, receipts: Sequence[Receipt]) -> int:
+def _final(state: DeliveryState) -> State:
+    return State.DELIVERED if state is DeliveryState.DELIVERED else State.FAILED
+
+
+def settle(
+    store: Store, provider: str, message_id: str, outcomes: Sequence[tuple[str, State, str]], why: str
+) -> int:
+    """Move recipients that are submitted (or still sending) to their final state, each given as
+    ``(phone, state, code)``, and publish the changes. A final state is never overwritten (see
+    ``lua/apply_receipts.lua``). Returns how many moved."""
     args: list[str | int] = [now_ms()]
-    for r in receipts:
-        state = State.DELIVERED if r.state is DeliveryState.DELIVERED else State.FAILED
-        args += [r.phone, state.value, r.code]
+    for phone, state, code in outcomes:
+        args += [phone, state.value, code]
     changed: list[str] = script(store.r, "apply_receipts")(keys=[Keys.recipients(message_id)], args=args)
-    store.write(message_id, {}, _receipt_events(message_id, provider, changed))
+    store.write(message_id, {}, _events(message_id, provider, changed, why))
     return len(changed) // 2
 
 
@@ -114,11 +125,11 @@ def _messages_of(store: Store, provider: str, receipts: Sequence[Receipt]) -> li
     return found
 
 
-def _receipt_events(message_id: str, provider: str, changed: Sequence[str]) -> list[dict[str, str]]:
+def _events(message_id: str, provider: str, changed: Sequence[str], why: str) -> list[dict[str, str]]:
     groups: dict[str, list[str]] = defaultdict(list)
     for phone, state in zip(changed[::2], changed[1::2], strict=True):
         groups[state].append(phone)
-    return [event(message_id, state, provider, phones, "receipt") for state, phones in groups.items()]
+    return [event(message_id, state, provider, phones, why) for state, phones in groups.items()]
 
 
 @app.task(name="tasks.poll.release_deferred")
@@ -139,35 +150,20 @@ def release_deferred(limit: int = 500) -> int:
 
 @app.task(name="tasks.poll.settle_ambiguous")
 def settle_ambiguous(limit: int = 10_000) -> int:
-    """Fail the unconfirmed (ambiguous) recipients that got no receipt within their vendor's settle window
-    (Infocloud: 72 hours). Those that a receipt settled meanwhile are just dropped from the list."""
-    settings: Settings = get_settings()
-    client = get_redis(settings)
-    store = Store(client, settings)
-    now = now_ms()
-    earliest = now - min(settings.vendor(name).settle_s for name in PROVIDERS) * 1000
-    entries = cast(
-        "list[tuple[str, float]]",
-        client.zrangebyscore(Keys.ambiguous, 0, earliest, start=0, num=limit, withscores=True),
+    """Fail the unconfirmed (ambiguous) recipients whose vendor's settle window (Infocloud: 72 hours) is
+    over without a receipt. Those a receipt settled meanwhile stay as they are; either way they leave the
+    list. Returns how many were failed."""
+    client = get_redis()
+    store = Store(client, get_settings())
+    due = cast("list[str]", client.zrangebyscore(Keys.ambiguous, 0, now_ms(), start=0, num=limit))
+    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for entry in due:
+        message_id, phone, provider = entry.split("|", 2)
+        groups[(message_id, provider)].append(phone)
+    failed = sum(
+        settle(store, provider, message_id, [(p, State.FAILED, "NO_RECEIPT") for p in phones], "NO_RECEIPT")
+        for (message_id, provider), phones in groups.items()
     )
-    settled = 0
-    for entry, at in entries:
-        message_id, phone = entry.split("|", 1)
-        record = store.records(message_id, [phone]).get(phone)
-        unconfirmed = record is not None and record.state == State.SUBMITTED and record.code == AMBIGUOUS
-        if record is not None and unconfirmed and at > now - settings.vendor(record.provider).settle_s * 1000:
-            continue  # this vendor's window is longer
-        if record is not None and unconfirmed:
-            failed = pack(
-                State.FAILED,
-                now,
-                record.provider,
-                record.vendor_id,
-                "NO_RECEIPT",
-                "unconfirmed send never got a receipt",
-            )
-            events = [event(message_id, State.FAILED, record.provider, [phone], "NO_RECEIPT")]
-            store.write(message_id, {phone: failed}, events)
-            settled += 1
-        client.zrem(Keys.ambiguous, entry)
-    return settled
+    if due:
+        client.zrem(Keys.ambiguous, *due)
+    return failed

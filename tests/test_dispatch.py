@@ -9,7 +9,7 @@ from config.settings import Settings
 from providers.base import RenderedTemplate, SendRequest
 from providers.infocloud import InfocloudProvider
 from providers.simulator.core import FaultPlan
-from tasks.dispatch import AMBIGUOUS, ChunkJob, run_chunk
+from tasks.dispatch import AMBIGUOUS, ChunkJob, run_chunk, unconfirmed_entry
 from tasks.plan import ChunkSpec
 from tasks.poll import apply_receipts
 from worker.store import Keys, State, Store
@@ -83,7 +83,9 @@ def test_an_ambiguous_time_out_is_never_resent_and_a_receipt_settles_it(sim, r, 
     assert run_chunk(job(["13900000001"]), settings, r, provider(settings, read_timeout=0.5)) == []
     record = Store(r, settings).records("msg-1")["13900000001"]
     assert (record.state, record.code, record.vendor_id) == (State.SUBMITTED, AMBIGUOUS, "msg-1.0")
-    assert r.zcard(Keys.ambiguous) == 1
+    ((entry, deadline),) = r.zrange(Keys.ambiguous, 0, -1, withscores=True)
+    assert entry == "msg-1|13900000001|infocloud"
+    assert abs(deadline - (record.updated_ms + settings.infocloud.settle_s * 1000)) < 1000
     sim.state.set_faults("infocloud", None)
     # a redelivery: not resent
     assert run_chunk(job(["13900000001"]), settings, r, provider(settings)) == []
@@ -157,15 +159,19 @@ def test_the_settle_sweep_fails_unconfirmed_sends_only_after_the_window(r, setti
         "13900000002": pack(State.SUBMITTED, fresh, "infocloud", "msg-1.0", AMBIGUOUS),
         "13900000003": pack(State.DELIVERED, old, "infocloud", "msg-1.0", "DELIVRD"),
     }
-    store.write("msg-1", records)
-    store.note_ambiguous("msg-1", ["13900000001", "13900000003"], old)
-    store.note_ambiguous("msg-1", ["13900000002"], fresh)
+    window_ms = settings.infocloud.settle_s * 1000
+    deadlines = {
+        unconfirmed_entry("msg-1", "13900000001", "infocloud"): old + window_ms,
+        unconfirmed_entry("msg-1", "13900000002", "infocloud"): fresh + window_ms,
+        unconfirmed_entry("msg-1", "13900000003", "infocloud"): old + window_ms,
+    }
+    store.write("msg-1", records, unconfirmed=deadlines)
     assert settle_ambiguous() == 1
     after = store.records("msg-1")
     assert (after["13900000001"].state, after["13900000001"].code) == (State.FAILED, "NO_RECEIPT")
     assert after["13900000002"].state == State.SUBMITTED  # still inside the window
     assert after["13900000003"].state == State.DELIVERED  # a receipt settled it; only dropped from the list
-    assert r.zrange(Keys.ambiguous, 0, -1) == ["msg-1|13900000002"]
+    assert r.zrange(Keys.ambiguous, 0, -1) == ["msg-1|13900000002|infocloud"]
 
 
 def test_a_benched_provider_stays_benched_for_unhealthy_s(sim, r, settings) -> None:  # type: ignore[no-untyped-def]

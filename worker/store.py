@@ -220,10 +220,13 @@ class Store:
         index: Mapping[str, str] | None = None,
         *,
         over_sending: bool = False,
+        unconfirmed: Mapping[str, int] | None = None,
     ) -> None:
         """Write packed records for one message, its events and vendor-id index entries, in one trip.
 
         With ``over_sending`` a record replaces only a "sending" state (see ``lua/record_sent.lua``).
+        ``unconfirmed`` adds entries to ``Keys.ambiguous``, scored by the ms at which the settle sweep
+        fails them if no receipt came.
         """
         with self.r.pipeline(transaction=False) as pipe:
             key = Keys.recipients(message_id)
@@ -237,6 +240,8 @@ class Store:
                 pipe.xadd(Keys.events, _fields(event), maxlen=self.settings.events_maxlen, approximate=True)
             for key, value in (index or {}).items():
                 pipe.set(key, value, ex=self.ttl)
+            if unconfirmed:
+                pipe.zadd(Keys.ambiguous, dict(unconfirmed))
             pipe.execute()
 
     def records(self, message_id: str, phones: Sequence[str] | None = None) -> dict[str, Record]:
@@ -314,10 +319,3 @@ class Store:
                 pipe.hgetall(Keys.health(name))
             found = pipe.execute()
         return {name: info for name, info in zip(providers, found, strict=True) if info}
-
-    # -- ambiguous outcomes -------------------------------------------------------------------------
-
-    def note_ambiguous(self, message_id: str, phones: Sequence[str], at_ms: int) -> None:
-        """Remember recipients whose send is unconfirmed, so the sweep can settle them later."""
-        if phones:
-            self.r.zadd(Keys.ambiguous, {f"{message_id}|{phone}": at_ms for phone in phones})
