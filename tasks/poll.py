@@ -59,13 +59,17 @@ def poll_receipts(self: Task, provider: str = "infocloud") -> int:
 def apply_receipts(store: Store, provider: str, receipts: Sequence[Receipt]) -> int:
     """Move each receipt's recipient from submitted (or sending) to delivered or failed.
 
+    Receipts whose state is unknown (Xiaorui's empty or ``UNKNOWN`` stat) change nothing.
+
     A receipt whose message cannot be found yet (the vendor's per-phone id is indexed when the worker
     records the vendor's answer, and a fast receipt can beat it) is parked and tried again with the
     next page for ``unmatched_receipt_keep_s``: vendors return a receipt only once. Returns how many
     recipients moved.
     """
     now = now_ms()
-    items = [(receipt, now) for receipt in receipts] + store.take_parked_receipts(provider)
+    # A vendor that reports "unknown" has not given its final word: the recipient stays submitted.
+    final = [receipt for receipt in receipts if receipt.state is not DeliveryState.UNKNOWN]
+    items = [(receipt, now) for receipt in final] + store.take_parked_receipts(provider)
     by_message: dict[str, list[Receipt]] = defaultdict(list)
     unmatched: list[tuple[Receipt, int]] = []
     found = _messages_of(store, provider, [receipt for receipt, _ in items])

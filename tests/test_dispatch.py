@@ -245,3 +245,20 @@ def test_phones_in_flight_elsewhere_are_looked_at_again_even_when_the_rest_must_
     assert set(by_phones) == {("13900000001",), ("13900000002",)}  # neither is dropped
     assert by_phones[("13900000001",)].attempt == 0  # the in-flight one was not an attempt of ours
     assert by_phones[("13900000002",)].attempt == 1
+
+
+def test_a_receipt_that_says_unknown_leaves_the_recipient_submitted(r, settings) -> None:  # type: ignore[no-untyped-def]
+    from providers.base import DeliveryState, Receipt
+    from worker.store import pack
+
+    store = Store(r, settings)
+    store.write(
+        "m-u",
+        {"13900000001": pack(State.SUBMITTED, 1, "xiaorui", "mid-1", "0")},
+        index={Keys.vendor_batch("xiaorui", "mid-1"): "m-u"},
+    )
+    unknown = Receipt("xiaorui", "13900000001", DeliveryState.UNKNOWN, "UNKNOWN", vendor_id="mid-1")
+    assert apply_receipts(store, "xiaorui", [unknown]) == 0
+    assert store.records("m-u")["13900000001"].state == State.SUBMITTED
+    delivered = Receipt("xiaorui", "13900000001", DeliveryState.DELIVERED, "DELIVRD", vendor_id="mid-1")
+    assert apply_receipts(store, "xiaorui", [delivered]) == 1  # the final word still settles it
