@@ -1,22 +1,26 @@
-"""Sending one chunk: claim its recipients, take the vendor's budget, call the vendor, record the outcome.
+"""Sending one chunk: take the vendor's budget, claim the recipients, call the vendor, record the outcome.
 
-No Celery here: ``run_chunk`` returns what to do next (nothing, or a retry of some phones after a delay)
-and the task decides how to schedule it. Redis round trips per chunk: one claim (limits, opt-outs,
-already-sent), one budget take, one pipelined write of every recipient's new state.
+No Celery here: ``run_chunk`` returns what to do next (nothing, or retries of some phones after a delay)
+and the task decides how to schedule them. Redis round trips per chunk: one budget take, one claim
+(limits, opt-outs, already-sent), one pipelined write of every recipient's new state (and one for its
+events).
 
-Ambiguous outcomes (the request may have reached the vendor but no answer came back, or a worker died
-while the call was in flight) are never resent: the recipients are recorded ``submitted`` with code
-``AMBIGUOUS``, a receipt (matched by our ``bid``) settles them, and the settle sweep fails those still
-without one after the vendor's settle window. See README "Ambiguous outcomes".
+No exception leaves ``run_chunk`` with recipients in flight: an error of the vendor error tree is handled
+by its class; any other error before the request can have left is transient (retried); after it may
+have left, it is the ambiguous outcome. Ambiguous outcomes are never resent: the recipients are recorded
+``submitted`` with code ``AMBIGUOUS``, a receipt settles them, and the settle sweep fails those still
+without one after the vendor's settle window. See README "Ambiguous outcomes". Redis errors (after the
+client's own retries) propagate: the task retries them, and the claim makes a rerun safe.
 """
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+import time
+import uuid
+from dataclasses import dataclass
 
-import redis
 import structlog
 
 from config.settings import Settings
@@ -26,16 +30,19 @@ from providers.errors import (
     BalanceError,
     ConfigError,
     PermanentError,
+    ProviderError,
     RateLimitedError,
     TransientError,
 )
 from tasks.plan import ChunkSpec
-from worker import limits
-from worker.store import Keys, State, Store, now_ms, pack
+from worker.store import Claim, Keys, Outcome, Recording, State, Store
+from worker.store.limits import take_budget
 
 log = structlog.get_logger(__name__)
 AMBIGUOUS = "AMBIGUOUS"
 STALE_MARGIN_S = 5.0
+BUDGET_WAIT_S = 1.0  # a longer wait for the vendor's budget gives the chunk back to the queue
+MAX_DELAY_S = 7 * 86400.0  # no wait is longer (a vendor's hint of "inf" included)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,16 +58,6 @@ class ChunkJob:
         return f"{self.message_id}.{self.chunk.number}"
 
 
-@dataclass
-class Writes:
-    """Everything one chunk run writes, sent to Redis in one pipeline at the end."""
-
-    records: dict[str, str] = field(default_factory=dict)
-    events: list[dict[str, str]] = field(default_factory=list)
-    index: dict[str, str] = field(default_factory=dict)
-    unconfirmed: dict[str, int] = field(default_factory=dict)  # see Store.write
-
-
 @dataclass(frozen=True, slots=True)
 class Retry:
     """Send ``phones`` again after ``delay_s``; with ``failover``, plan them again for another vendor."""
@@ -69,70 +66,85 @@ class Retry:
     delay_s: float
     attempt: int
     failover: bool = False
+    reason: str = ""
 
 
-def event(
-    message_id: str, state: str, provider: str, phones: Sequence[str], code: str = ""
-) -> dict[str, str]:
-    """One stream entry for a group of recipients that moved to ``state`` together."""
-    return {
-        "message_id": message_id,
-        "state": state,
-        "provider": provider,
-        "code": code,
-        "count": str(len(phones)),
-        "phones": ",".join(phones),
-    }
+@dataclass(frozen=True, slots=True)
+class ChunkRun:
+    """What one run of a chunk did: the retries to schedule, and the last state of a one-phone chunk
+    (for send_sms's answer)."""
+
+    retries: tuple[Retry, ...] = ()
+    single: Outcome | None = None
 
 
 def backoff(settings: Settings, attempt: int, error: TransientError) -> float:
     """Seconds before the next attempt: exponential with jitter, longer when the vendor says too often."""
     retry = settings.retry
-    ceiling: float = min(retry.backoff_cap_s, retry.backoff_base_s * 2**attempt)
+    ceiling: float = min(retry.backoff_cap_s, retry.backoff_base_s * 2 ** min(attempt, 30))
     delay = ceiling / 2 + random.uniform(0, ceiling / 2)
     if isinstance(error, RateLimitedError):
-        delay = max(delay, error.retry_after_s or retry.rate_limited_wait_s)
-    return delay
+        hint = error.retry_after_s
+        delay = max(delay, hint if hint is not None and math.isfinite(hint) else retry.rate_limited_wait_s)
+    return min(max(delay, 0.0), MAX_DELAY_S)
 
 
-def run_chunk(job: ChunkJob, settings: Settings, client: redis.Redis, provider: Provider) -> list[Retry]:
-    """Send one chunk and record every recipient's outcome. Returns the retries to schedule: the phones
-    another worker holds in flight (looked at again once that call must be over) and the phones of a
-    failed call (after backoff, or for another vendor)."""
-    store = Store(client, settings)
+def stale_ms(settings: Settings, provider: str) -> int:
+    """How long a call can last: a recipient still "sending" after that belongs to a dead worker."""
+    section = settings.vendor(provider)
+    return int((section.read_timeout_s + section.connect_timeout_s + STALE_MARGIN_S) * 1000)
+
+
+def run_chunk(job: ChunkJob, settings: Settings, store: Store, provider: Provider) -> ChunkRun:
+    """Send one chunk and record every recipient's outcome."""
     name = job.chunk.provider
-    section = settings.vendor(name)
-    # The budget is taken before the claim, so a recipient is "sending" only for the call itself: one
-    # still "sending" after the call's longest possible duration belongs to a worker that died.
-    limits.acquire_budget(client, name, section.requests_per_second)
-    stale_ms = int((section.read_timeout_s + section.connect_timeout_s + STALE_MARGIN_S) * 1000)
-    claim = limits.claim(
-        client, job.message_id, job.kind, name, job.chunk.phones, settings.limits[job.kind], stale_ms
+    wait = _budget(store, name, settings.vendor(name).requests_per_second)
+    if wait > 0:
+        # The budget is not free soon: give the chunk back with its wait instead of holding a process.
+        return ChunkRun((Retry(job.chunk.phones, wait, job.attempt, reason="budget"),))
+    stale = stale_ms(settings, name)
+    token = uuid.uuid4().hex[:16]
+    claim = store.claim(
+        job.message_id, job.kind, name, job.chunk.phones, settings.limits[job.kind], stale, token
     )
-    out = Writes(events=_claim_events(job, claim))
+    out = Recording(events=claim.events(job.message_id, name))
     if claim.orphaned:
         # A worker died while these were in flight: the vendor may have them. Never resend.
-        _ambiguous(settings, job, claim.orphaned, "the sending worker stopped mid-call", out)
-    retries = [Retry(claim.in_flight, stale_ms / 1000, job.attempt)] if claim.in_flight else []
+        _ambiguous(job, claim.orphaned, "the sending worker stopped mid-call", out)
+    retries = (
+        [Retry(claim.in_flight, stale / 1000, job.attempt, reason="in flight")] if claim.in_flight else []
+    )
     if claim.send and (retry := _send(job, settings, store, provider, claim.send, out)):
         retries.append(retry)
-    store.write(
-        job.message_id, out.records, out.events, out.index, over_sending=True, unconfirmed=out.unconfirmed
-    )
-    return retries
+    out.chunk_done = not retries
+    store.record(job.message_id, name, out, chunk=job.chunk.number)
+    return ChunkRun(tuple(retries), _single(job, claim, out))
 
 
-def _claim_events(job: ChunkJob, claim: limits.Claim) -> list[dict[str, str]]:
-    name = job.chunk.provider
-    events = []
+def _budget(store: Store, provider: str, per_second: float) -> float:
+    """Take one call of the vendor's budget, waiting here up to ``BUDGET_WAIT_S``. Returns 0 when
+    taken, else the seconds still to wait (nothing taken)."""
+    waited = 0.0
+    while (wait := take_budget(store.r, provider, per_second)) > 0:
+        if waited + wait > BUDGET_WAIT_S:
+            return wait
+        time.sleep(wait)
+        waited += wait
+    return 0.0
+
+
+def _single(job: ChunkJob, claim: Claim, out: Recording) -> Outcome | None:
+    if len(job.chunk.phones) != 1:
+        return None
+    phone = job.chunk.phones[0]
+    for outcome in reversed(out.outcomes):
+        if outcome.phone == phone:
+            return outcome
     if claim.opted_out:
-        events.append(event(job.message_id, State.OPTED_OUT, name, claim.opted_out, "OPTOUT"))
-    by_rule: dict[str, list[str]] = {}
-    for phone, rule in claim.limited:
-        by_rule.setdefault(str(rule), []).append(phone)
-    for label, phones in by_rule.items():
-        events.append(event(job.message_id, State.RATE_LIMITED, name, phones, f"LIMIT {label}"))
-    return events
+        return Outcome(phone, State.OPTED_OUT, "OPTOUT", "the recipient opted out")
+    if claim.limited:
+        return Outcome(phone, State.RATE_LIMITED, "LIMIT", str(claim.limited[0][1]))
+    return None
 
 
 def _send(
@@ -141,7 +153,7 @@ def _send(
     store: Store,
     provider: Provider,
     phones: tuple[str, ...],
-    out: Writes,
+    out: Recording,
 ) -> Retry | None:
     chunk = job.chunk if len(phones) == len(job.chunk.phones) else job.chunk.only(phones)
     request = SendRequest(chunk.phones, chunk.template, bid=job.bid, per_recipient=chunk.per_recipient)
@@ -154,21 +166,27 @@ def _send(
         return _transient(job, settings, phones, exc, out, bound)
     except AmbiguousError as exc:
         bound.warning("vendor call ambiguous", error=str(exc), recipients=len(phones))
-        _ambiguous(settings, job, phones, str(exc), out)
+        _ambiguous(job, phones, str(exc), out)
         return None
     except PermanentError as exc:
-        if isinstance(exc, ConfigError | BalanceError):
-            store.mark_unhealthy(chunk.provider, exc.code, str(exc))
-            bound.error(
-                "provider marked unhealthy", code=exc.code, error=str(exc), failover=bool(chunk.logical)
-            )
-            if chunk.logical is not None:  # the vendor refused the whole call: nothing was sent
-                return _failover(job, phones, exc, out)
-        else:
-            bound.warning("vendor refused the request", code=exc.code, error=str(exc))
-        _fail(job, phones, exc.code, exc.text or str(exc), out)
+        return _permanent(job, store, phones, exc, out, bound)
+    except ProviderError as exc:  # a class of the tree the dispatcher does not know: do not guess
+        bound.error("vendor error of an unknown class", error=str(exc), kind=type(exc).__name__)
+        _ambiguous(job, phones, f"{type(exc).__name__}: {exc}", out)
         return None
-    _record_result(job, result, out)
+    except Exception as exc:  # noqa: BLE001 - the task boundary: a bug in an adapter must not strand anyone
+        # The adapter's own failures before the request left are mapped to the tree in providers/base.py;
+        # anything that still gets here may have come after the vendor took the request: never resend.
+        bound.exception("adapter failed unexpectedly", recipients=len(phones))
+        _ambiguous(job, phones, f"unexpected {type(exc).__name__} in the adapter", out)
+        return None
+    try:
+        answered = _record_result(job, result, out)
+    except Exception:  # noqa: BLE001 - the vendor took the call; a result we cannot read is ambiguous
+        bound.exception("vendor result could not be recorded")
+        answered = set()
+    if missing := tuple(p for p in phones if p not in answered):
+        _ambiguous(job, missing, "the vendor's answer did not mention this phone", out)
     bound.info("chunk sent", accepted=sum(o.accepted for o in result.outcomes), recipients=len(phones))
     return None
 
@@ -178,74 +196,62 @@ def _transient(
     settings: Settings,
     phones: tuple[str, ...],
     exc: TransientError,
-    out: Writes,
+    out: Recording,
     bound: structlog.stdlib.BoundLogger,
 ) -> Retry | None:
     attempt = job.attempt + 1
     if attempt >= settings.retry.max_attempts:
         bound.warning("giving up after retries", code=exc.code, error=str(exc), attempts=attempt)
-        _fail(job, phones, exc.code or "TRANSIENT", f"after {attempt} attempts: {exc.text or exc}", out)
+        _fail(phones, exc.code or "TRANSIENT", f"after {attempt} attempts: {exc.text or exc}", out)
         return None
     delay = backoff(settings, job.attempt, exc)
     bound.info("vendor call failed, will retry", code=exc.code, error=str(exc), delay_s=round(delay, 2))
-    retry_record = pack(State.RETRY, now_ms(), job.chunk.provider, "", exc.code, exc.text)
-    out.records.update(dict.fromkeys(phones, retry_record))
-    return Retry(phones, delay, attempt)
+    out.outcomes += [Outcome(p, State.RETRY, exc.code, exc.text) for p in phones]
+    return Retry(phones, delay, attempt, reason=f"{exc.code or type(exc).__name__}")
 
 
-def _failover(job: ChunkJob, phones: tuple[str, ...], exc: PermanentError, out: Writes) -> Retry:
-    # "retry": queued again with their per-phone limits already charged, for whichever vendor is next.
-    record = pack(State.RETRY, now_ms(), job.chunk.provider, "", exc.code, f"failing over: {exc.text or exc}")
-    out.records.update(dict.fromkeys(phones, record))
-    out.events.append(event(job.message_id, State.RETRY, job.chunk.provider, phones, f"failover {exc.code}"))
-    return Retry(phones, 0.0, job.attempt, failover=True)
-
-
-def _fail(
+def _permanent(
     job: ChunkJob,
-    phones: Iterable[str],
-    code: str,
-    text: str,
-    out: Writes,
-) -> None:
-    phones = tuple(phones)
-    failed = pack(State.FAILED, now_ms(), job.chunk.provider, "", code, text)
-    out.records.update(dict.fromkeys(phones, failed))
-    out.events.append(event(job.message_id, State.FAILED, job.chunk.provider, phones, code))
+    store: Store,
+    phones: tuple[str, ...],
+    exc: PermanentError,
+    out: Recording,
+    bound: structlog.stdlib.BoundLogger,
+) -> Retry | None:
+    if isinstance(exc, ConfigError | BalanceError):
+        store.mark_unhealthy(job.chunk.provider, exc.code, str(exc))
+        bound.error(
+            "provider marked unhealthy", code=exc.code, error=str(exc), failover=bool(job.chunk.logical)
+        )
+        if job.chunk.logical is not None:  # the vendor refused the whole call: nothing was sent
+            # "retry": queued again with their per-phone limits already charged, for whichever vendor is next.
+            text = f"failing over: {exc.text or exc}"
+            out.outcomes += [Outcome(p, State.RETRY, exc.code, text) for p in phones]
+            return Retry(phones, 0.0, job.attempt, failover=True, reason=f"failover {exc.code}")
+    else:
+        bound.warning("vendor refused the request", code=exc.code, error=str(exc))
+    _fail(phones, exc.code, exc.text or str(exc), out)
+    return None
 
 
-def _ambiguous(settings: Settings, job: ChunkJob, phones: Sequence[str], why: str, out: Writes) -> None:
-    at = now_ms()
+def _fail(phones: tuple[str, ...], code: str, text: str, out: Recording) -> None:
+    out.outcomes += [Outcome(p, State.FAILED, code, text) for p in phones]
+
+
+def _ambiguous(job: ChunkJob, phones: tuple[str, ...], why: str, out: Recording) -> None:
+    # Submitted with our bid as the vendor id: a receipt (matched by bid or phone) settles them, the
+    # settle sweep fails those without one after the vendor's settle window.
+    out.outcomes += [Outcome(p, State.SUBMITTED, AMBIGUOUS, why[:200], vendor_id=job.bid) for p in phones]
+
+
+def _record_result(job: ChunkJob, result: SendResult, out: Recording) -> set[str]:
+    """Outcomes and index entries of an accepted call. Returns the phones the answer covered."""
     name = job.chunk.provider
-    due = at + settings.vendor(name).settle_s * 1000  # no receipt by then: the settle sweep fails it
-    record = pack(State.SUBMITTED, at, name, job.bid, AMBIGUOUS, why)
-    out.records.update(dict.fromkeys(phones, record))
-    out.unconfirmed.update({unconfirmed_entry(job.message_id, phone, name): due for phone in phones})
-    out.events.append(event(job.message_id, State.SUBMITTED, name, phones, AMBIGUOUS))
-
-
-def unconfirmed_entry(message_id: str, phone: str, provider: str) -> str:
-    """The member of ``Keys.ambiguous`` for one unconfirmed recipient (scored by its settle deadline)."""
-    return f"{message_id}|{phone}|{provider}"
-
-
-def _record_result(job: ChunkJob, result: SendResult, out: Writes) -> None:
-    at = now_ms()
-    name = result.provider
-    accepted: list[str] = []
-    refused: dict[str, list[str]] = {}
     for o in result.outcomes:
-        if o.accepted:
-            out.records[o.phone] = pack(State.SUBMITTED, at, name, o.vendor_id, o.code, fee=o.fee)
-            accepted.append(o.phone)
-            if o.vendor_id and not result.batch_id:  # per-phone vendor ids (sid, smsid, mid)
-                out.index[Keys.vendor_batch(name, o.vendor_id)] = job.message_id
-        else:
-            out.records[o.phone] = pack(State.REJECTED, at, name, o.vendor_id, o.code, o.text)
-            refused.setdefault(o.code, []).append(o.phone)
-    if accepted:
-        out.events.append(event(job.message_id, State.SUBMITTED, name, accepted, result.batch_id))
-    for code, phones in refused.items():
-        out.events.append(event(job.message_id, State.REJECTED, name, phones, code))
+        state = State.SUBMITTED if o.accepted else State.REJECTED
+        out.outcomes.append(Outcome(o.phone, state, o.code, "" if o.accepted else o.text, o.vendor_id, o.fee))
+        if o.accepted and o.vendor_id and not result.batch_id:  # per-phone vendor ids (sid, smsid, mid)
+            out.index[Keys.vendor_batch(name, o.vendor_id)] = job.message_id
     if result.batch_id:
         out.index[Keys.vendor_batch(name, result.batch_id)] = job.message_id
+    return {o.phone for o in result.outcomes}

@@ -1,173 +1,171 @@
-"""Scheduled work on ``sms.poll``.
+"""Scheduled work on ``sms.poll``: receipts at each vendor's allowed cadence, long waits, and the sweeps
+that find what fell through. Every task here is safe to run twice at once (two beats, a manual run).
 
-Receipts at each vendor's allowed cadence, long deferrals, the settle sweep.
+- ``poll_receipts``: pages stored durably before they are applied (the vendor hands each receipt out once).
+- ``release_deferred``: retries whose wait was too long for a Celery countdown.
+- ``sweep_leases``: chunks whose task was lost (Redis restarted, a plan cut short) are queued again.
+- ``drain_receipts``: pages whose poller died before applying them are applied.
+- ``settle_overdue``: submitted recipients with no receipt after the vendor's settle window are failed
+  with ``NO_RECEIPT``.
+Each sweep logs what it did and publishes it on the events stream (``type: sweep``).
 """
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
-from collections.abc import Sequence
-from typing import cast
+from typing import Any
 
 import structlog
 from celery import Task
 
-from config.settings import get_settings
-from providers.base import DeliveryState, Receipt
+from config.settings import PROVIDERS, Settings, get_settings
 from providers.errors import ProviderError, RateLimitedError, UnsupportedFeature
-from tasks.dispatch import event
-from tasks.phones import mask
-from worker.app import app
-from worker.limits import try_window
+from worker.app import INFRA_ERRORS, RETRY_PRIORITY, app
 from worker.registry import get_provider
-from worker.store import Keys, State, Store, get_redis, now_ms, script
+from worker.store import State, Store, get_redis, now_ms
+from worker.store.limits import try_window
 
 log = structlog.get_logger(__name__)
 MAX_PAGES = 50  # per run; beat calls again
+# A vendor counts its query window on its own clock: keep ours a little wider than the rule, so that
+# clock skew and the time a query takes never let the vendor see one query too many.
+CADENCE_MARGIN = 1.05
+CADENCE_SLACK_S = 1.0
+ORPHAN_PAGE_S = 60  # a stored page not applied after this long belongs to a poller that died
 
 
-@app.task(bind=True, name="tasks.poll.poll_receipts")
+def _store(settings: Settings | None = None) -> Store:
+    settings = settings or get_settings()
+    return Store(get_redis(settings), settings)
+
+
+@app.task(
+    bind=True, name="tasks.poll.poll_receipts", autoretry_for=INFRA_ERRORS, retry_backoff=2, max_retries=5
+)
 def poll_receipts(self: Task, provider: str = "infocloud") -> int:
-    """Pull receipts while full pages come back, within the vendor's query cadence.
-
-    Returns how many receipts were applied.
-    """
+    """Pull receipts while full pages come back, within the vendor's query cadence (held in Redis, so
+    every worker and beat together keep it). Returns how many recipients moved."""
     settings = get_settings()
     section = settings.vendor(provider)
     if not section.configured():
         return 0
-    client = get_redis(settings)
+    store = _store(settings)
     adapter = get_provider(provider, settings)
+    window_s = 60.0 * CADENCE_MARGIN + CADENCE_SLACK_S
     applied = 0
     for _ in range(MAX_PAGES):
-        if try_window(client, f"{provider}:query", section.query_per_minute, 60.0):
+        if try_window(store.r, f"{provider}:query", section.query_per_minute, window_s):
             break  # the cadence is used up: the next beat tick goes on
         try:
             receipts = adapter.poll_receipts()
-        except (RateLimitedError, UnsupportedFeature):
+        except UnsupportedFeature:
+            break
+        except RateLimitedError as exc:
+            log.warning("vendor refused a receipt query as too frequent", provider=provider, code=exc.code)
             break
         except ProviderError as exc:
             log.warning("receipt poll failed", provider=provider, code=exc.code, error=str(exc))
             break
-        applied += apply_receipts(Store(client, settings), provider, receipts)
+        applied += apply_page(store, provider, receipts)
         if len(receipts) < section.receipt_page_size:
             break
     return applied
 
 
-def apply_receipts(store: Store, provider: str, receipts: Sequence[Receipt]) -> int:
-    """Move each receipt's recipient from submitted (or sending) to delivered or failed.
-
-    Receipts whose state is unknown (Xiaorui's empty or ``UNKNOWN`` stat) change nothing.
-
-    A receipt whose message cannot be found yet (the vendor's per-phone id is indexed when the worker
-    records the vendor's answer, and a fast receipt can beat it) is parked and tried again with the
-    next page for ``unmatched_receipt_keep_s``: vendors return a receipt only once. Returns how many
-    recipients moved.
-    """
-    now = now_ms()
-    # A vendor that reports "unknown" has not given its final word: the recipient stays submitted.
-    final = [receipt for receipt in receipts if receipt.state is not DeliveryState.UNKNOWN]
-    items = [(receipt, now) for receipt in final] + store.take_parked_receipts(provider)
-    by_message: dict[str, list[Receipt]] = defaultdict(list)
-    unmatched: list[tuple[Receipt, int]] = []
-    found = _messages_of(store, provider, [receipt for receipt, _ in items])
-    for (receipt, seen), message_id in zip(items, found, strict=True):
-        if message_id:
-            by_message[message_id].append(receipt)
-        else:
-            unmatched.append((receipt, seen))
-    keep = [(r, seen) for r, seen in unmatched if seen > now - store.settings.unmatched_receipt_keep_s * 1000]
-    store.park_receipts(provider, keep)
-    if len(keep) < len(unmatched):
-        example = mask(unmatched[0][0].phone)
-        log.warning(
-            "receipts for unknown messages dropped",
-            provider=provider,
-            count=len(unmatched) - len(keep),
-            example=example,
-        )
-    return sum(
-        settle(store, provider, message_id, [(r.phone, _final(r.state), r.code) for r in items], "receipt")
-        for message_id, items in by_message.items()
-    )
+def apply_page(store: Store, provider: str, receipts: Any) -> int:
+    """Store a page durably, apply it, then let it go. A crash in between leaves it to ``drain_receipts``."""
+    if not receipts:
+        return 0
+    entry = store.stash_receipts(provider, receipts)
+    applied = store.apply_receipts(provider, receipts)
+    store.receipts_applied(entry)
+    return applied
 
 
-def _final(state: DeliveryState) -> State:
-    return State.DELIVERED if state is DeliveryState.DELIVERED else State.FAILED
+@app.task(name="tasks.poll.drain_receipts", autoretry_for=INFRA_ERRORS, retry_backoff=2, max_retries=5)
+def drain_receipts(limit: int = 100) -> int:
+    """Apply receipt pages that were stored but never applied (their poller died). Returns recipients moved."""
+    store = _store()
+    moved = pages = 0
+    for entry_id, provider, receipts in store.stale_receipt_pages(now_ms() - ORPHAN_PAGE_S * 1000, limit):
+        moved += store.apply_receipts(provider, receipts)
+        store.receipts_applied(entry_id)
+        pages += 1
+    if pages:
+        log.warning("sweep applied receipt pages left by a dead poller", pages=pages, moved=moved)
+        store.publish_sweep("receipts_applied", "", pages)
+    return moved
 
 
-def settle(
-    store: Store, provider: str, message_id: str, outcomes: Sequence[tuple[str, State, str]], why: str
-) -> int:
-    """Move recipients that are submitted (or still sending) to their final state, each given as
-    ``(phone, state, code)``, and publish the changes. A final state is never overwritten (see
-    ``lua/apply_receipts.lua``). Returns how many moved."""
-    args: list[str | int] = [now_ms()]
-    for phone, state, code in outcomes:
-        args += [phone, state.value, code]
-    changed: list[str] = script(store.r, "apply_receipts")(keys=[Keys.recipients(message_id)], args=args)
-    store.write(message_id, {}, _events(message_id, provider, changed, why))
-    return len(changed) // 2
-
-
-def _messages_of(store: Store, provider: str, receipts: Sequence[Receipt]) -> list[str | None]:
-    """Each receipt's message: from our bid ("<message id>.<chunk>") where the vendor echoes it, else
-    through the index of the vendor's batch or per-phone ids, all looked up in one round trip."""
-    found: list[str | None] = [None] * len(receipts)
-    lookups: dict[str, list[int]] = defaultdict(list)
-    for i, receipt in enumerate(receipts):
-        if receipt.bid and "." in receipt.bid:
-            found[i] = receipt.bid.rsplit(".", 1)[0]
-        elif key := receipt.batch_id or receipt.vendor_id:
-            lookups[key].append(i)
-    if lookups:
-        for key, message_id in zip(lookups, store.messages_for_batches(provider, list(lookups)), strict=True):
-            for i in lookups[key]:
-                found[i] = message_id
-    return found
-
-
-def _events(message_id: str, provider: str, changed: Sequence[str], why: str) -> list[dict[str, str]]:
-    groups: dict[str, list[str]] = defaultdict(list)
-    for phone, state in zip(changed[::2], changed[1::2], strict=True):
-        groups[state].append(phone)
-    return [event(message_id, state, provider, phones, why) for state, phones in groups.items()]
-
-
-@app.task(name="tasks.poll.release_deferred")
+@app.task(name="tasks.poll.release_deferred", autoretry_for=INFRA_ERRORS, retry_backoff=2, max_retries=5)
 def release_deferred(limit: int = 500) -> int:
     """Queue the chunk retries whose long wait is over (kept in Redis, not as Celery countdowns)."""
     from tasks.send import dispatch_chunk
 
-    client = get_redis()
-    due = cast("list[str]", client.zrangebyscore(Keys.deferred, 0, now_ms(), start=0, num=limit))
+    store = _store()
     released = 0
-    for entry in due:
-        if client.zrem(Keys.deferred, entry):  # only the worker that removes it queues it
-            data = json.loads(entry)
-            dispatch_chunk.apply_async(tuple(data["args"]), queue=data["queue"])
+    for entry in store.due_deferred(limit):
+        data = store.take_deferred(entry)  # only the caller that removes it queues it
+        if data is not None:
+            dispatch_chunk.apply_async(tuple(data["args"]), queue=data["queue"], priority=RETRY_PRIORITY)
             released += 1
     return released
 
 
-@app.task(name="tasks.poll.settle_ambiguous")
-def settle_ambiguous(limit: int = 10_000) -> int:
-    """Fail the unconfirmed (ambiguous) recipients whose vendor's settle window (Infocloud: 72 hours) is
-    over without a receipt. Those a receipt settled meanwhile stay as they are; either way they leave the
-    list. Returns how many were failed."""
-    client = get_redis()
-    store = Store(client, get_settings())
-    due = cast("list[str]", client.zrangebyscore(Keys.ambiguous, 0, now_ms(), start=0, num=limit))
-    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for entry in due:
-        message_id, phone, provider = entry.split("|", 2)
-        groups[(message_id, provider)].append(phone)
-    failed = sum(
-        settle(store, provider, message_id, [(p, State.FAILED, "NO_RECEIPT") for p in phones], "NO_RECEIPT")
-        for (message_id, provider), phones in groups.items()
-    )
-    if due:
-        client.zrem(Keys.ambiguous, *due)
+@app.task(name="tasks.poll.sweep_leases", autoretry_for=INFRA_ERRORS, retry_backoff=2, max_retries=5)
+def sweep_leases(limit: int = 1000) -> dict[str, int]:
+    """Queue again every open chunk whose lease ran out while its queue is empty: its task was lost. A
+    lease that ran out behind a queue still full is moved on (the task is waiting its turn). Queuing a
+    chunk twice is safe: the claim skips what is done and never resends what may have been sent."""
+    from tasks.send import dispatch_chunk, lease_end_ms
+
+    settings = get_settings()
+    store = _store(settings)
+    waiting: dict[str, int] = {}
+    counts = {"requeued": 0, "extended": 0, "closed": 0}
+    for message_id, number in store.expired_leases(limit):
+        job = store.chunk_job(message_id, number)
+        if job is None:  # the message has expired
+            store.end_lease(message_id, number)
+            counts["closed"] += 1
+            continue
+        queue = job["queue"]
+        if queue not in waiting:
+            waiting[queue] = store.queue_length(queue)
+        store.extend_lease(message_id, number, lease_end_ms(settings, now_ms()))
+        if waiting[queue]:
+            counts["extended"] += 1
+            continue
+        dispatch_chunk.apply_async(
+            (message_id, job["kind"], job["chunk"], job["attempt"]), queue=queue, priority=RETRY_PRIORITY
+        )
+        store.publish_sweep("requeued", message_id, len(job["chunk"]["phones"]))
+        counts["requeued"] += 1
+    if counts["requeued"] or counts["closed"]:
+        log.warning("sweep queued lost chunks again", **counts)
+    return counts
+
+
+@app.task(name="tasks.poll.settle_overdue", autoretry_for=INFRA_ERRORS, retry_backoff=2, max_retries=5)
+def settle_overdue(limit: int = 1000) -> int:
+    """Fail the submitted recipients (ambiguous ones included) whose vendor's settle window (Infocloud: 72
+    hours) is over without a receipt. Those a receipt settled meanwhile stay as they are. Returns how
+    many were failed."""
+    settings = get_settings()
+    store = _store(settings)
+    failed = 0
+    for message_id, provider, deadline in store.due_settlements(limit):
+        settle_ms = settings.vendor(provider).settle_s * 1000 if provider in PROVIDERS else 0
+        due, later = store.unsettled(message_id, provider, now_ms() - settle_ms)
+        outcomes = [(phone, State.FAILED, "NO_RECEIPT") for phone in due]
+        moved = store.settle(message_id, provider, outcomes, "sweep")
+        store.settlement_done(message_id, provider, deadline, later + settle_ms if later else None)
+        if moved:
+            store.publish_sweep("settled", message_id, moved)
+        failed += moved
+    if failed:
+        log.warning("sweep failed recipients with no receipt", recipients=failed)
+    store.trim_events()
     return failed
+
+
+settle_ambiguous = settle_overdue  # the task's name before every submitted recipient had a deadline

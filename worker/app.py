@@ -10,15 +10,25 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
 import structlog
 from celery import Celery, signals
 from kombu import Exchange, Queue
+from kombu.exceptions import OperationalError
 
 from config.settings import PROVIDERS, Settings, get_settings
 from worker.logging import configure as configure_logging
 from worker.registry import pulls_receipts
 
 QUEUES = ("sms.otp", "sms.notify", "sms.bulk", "sms.poll")
+# kombu's Redis transport keeps a list per queue and priority step and pops the lower steps first: a
+# retry (step 0) runs ahead of fresh chunks (step 6) instead of waiting behind the whole queue.
+PRIORITY_STEPS = (0, 3, 6, 9)
+PRIORITY_SEP = ":"
+RETRY_PRIORITY = 0
+DEFAULT_PRIORITY = 6
+# Redis or the broker out of reach (after the client's own retries): the task is retried by Celery.
+INFRA_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OperationalError)
 
 
 def broker_url(settings: Settings) -> str:
@@ -36,7 +46,8 @@ def queue_for(kind: str, recipients: int, settings: Settings) -> str:
 
 
 def beat_schedule(settings: Settings) -> dict[str, Any]:
-    """Receipts from every vendor that offers a pull, each at its own interval; deferrals; the sweep."""
+    """Receipts from every vendor that offers a pull, each at its own interval; long waits; the sweeps.
+    Every task here is safe to run twice at once (a second beat, a manual run)."""
     receipts = {
         f"{name}-receipts": {
             "task": "tasks.poll.poll_receipts",
@@ -48,19 +59,38 @@ def beat_schedule(settings: Settings) -> dict[str, Any]:
     }
     return {
         **receipts,
-        "release-deferred": {"task": "tasks.poll.release_deferred", "schedule": 5.0},
-        "settle-ambiguous": {"task": "tasks.poll.settle_ambiguous", "schedule": 600.0},
+        "release-deferred": {"task": "tasks.poll.release_deferred", "schedule": 2.0},
+        "sweep-leases": {"task": "tasks.poll.sweep_leases", "schedule": settings.sweep_interval_s},
+        "drain-receipts": {"task": "tasks.poll.drain_receipts", "schedule": settings.sweep_interval_s},
+        "settle-overdue": {"task": "tasks.poll.settle_overdue", "schedule": 60.0},
     }
 
 
 def transport_options(settings: Settings) -> dict[str, Any]:
-    """Unacked tasks of a dead worker go back to the queue after ``visibility_timeout_s``. Kombu looks for
-    them every ``interval * throttle`` seconds (100 s by default); look every few seconds instead."""
+    """Unacked tasks of a dead worker go back to the queue after ``visibility_timeout_s`` (every task is
+    far shorter: a vendor call, or planning). Kombu looks for them every ``interval * throttle`` seconds
+    (100 s by default); look every few seconds instead."""
     timeout = settings.visibility_timeout_s
     return {
         "visibility_timeout": timeout,
         "unacked_restore_interval": max(1, min(10, timeout // 3)),
         "unacked_restore_throttle": 1,
+        "priority_steps": list(PRIORITY_STEPS),
+        "sep": PRIORITY_SEP,
+        "socket_timeout": settings.redis_socket_timeout_s,
+        "socket_connect_timeout": settings.redis_socket_timeout_s,
+        "retry_on_timeout": True,
+        "health_check_interval": 10,
+    }
+
+
+def publish_retry_policy(settings: Settings) -> dict[str, Any]:
+    """Publishing waits out a broker outage of ``redis_outage_s`` before the task fails."""
+    return {
+        "max_retries": int(settings.redis_outage_s) + 5,
+        "interval_start": 0.1,
+        "interval_step": 0.25,
+        "interval_max": 1.0,
     }
 
 
@@ -74,6 +104,14 @@ def configure(app: Celery, settings: Settings) -> None:
         accept_content=["json"],
         task_acks_late=True,
         task_reject_on_worker_lost=True,
+        task_default_priority=DEFAULT_PRIORITY,
+        task_publish_retry=True,
+        task_publish_retry_policy=publish_retry_policy(settings),
+        result_backend_always_retry=True,
+        result_backend_max_retries=int(settings.redis_outage_s) + 5,
+        redis_socket_timeout=settings.redis_socket_timeout_s,
+        redis_socket_connect_timeout=settings.redis_socket_timeout_s,
+        redis_retry_on_timeout=True,
         # Chunk tasks are short (a vendor call); a small prefetch keeps a busy worker from hoarding them.
         worker_prefetch_multiplier=settings.worker_prefetch,
         task_default_queue="sms.notify",

@@ -1,41 +1,48 @@
 -- Claim a chunk's recipients for one vendor call, atomically, across every worker.
 -- For each phone: skip it if it is already past the queue (a retried or redelivered chunk never
 -- resends), refuse it if opted out or over a per-phone limit, otherwise charge its limits and mark it
--- "sending". One round trip per chunk.
+-- "sending" with this run's claim token. One round trip per chunk.
+--
+-- The token makes the script safe to run twice for the same run (a command retried after a dropped
+-- connection): a phone already "sending" under our own token is ours again, and is not charged twice.
 --
 -- KEYS[1]  recipients hash (phone -> record)      KEYS[2]  opt-out set
 -- KEYS[3..] one limit hash per rule (phone -> count in the current window)
 -- ARGV[1] now (ms)   ARGV[2] stale after (ms)   ARGV[3] number of rules (n)
 -- ARGV[4..3+n] rule counts   ARGV[4+n..3+2n] limit key TTLs (s)   ARGV[4+2n..3+3n] rule labels
--- ARGV[4+3n] record suffix for "sending"   ARGV[5+3n] provider   ARGV[6+3n..] phones
+-- ARGV[4+3n] provider   ARGV[5+3n] claim token   ARGV[6+3n] recipients TTL (s)   ARGV[7+3n..] phones
 -- Returns one code per phone: S send | O opted out | L<i> over rule i (1-based) | W in flight elsewhere
 --   | A orphan (was sending, the sender vanished) | D<state> already done
 local SEP = "\31"
 local now = tonumber(ARGV[1])
 local stale = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
-local suffix = ARGV[4 + 3 * n]
-local provider = ARGV[5 + 3 * n]
-local first = 6 + 3 * n
+local provider = ARGV[4 + 3 * n]
+local token = ARGV[5 + 3 * n]
+local ttl = tonumber(ARGV[6 + 3 * n])
+local first = 7 + 3 * n
+local sending = "sending" .. SEP .. now .. SEP .. provider .. SEP .. token .. SEP .. SEP
+local check_optout = redis.call("EXISTS", KEYS[2]) == 1
 local out = {}
 
 local function record(state, code, text)
   return state .. SEP .. now .. SEP .. provider .. SEP .. "" .. SEP .. code .. SEP .. text
 end
 
+local function fields(rec)
+  local parts = {}
+  for part in string.gmatch(rec .. SEP, "(.-)" .. SEP) do parts[#parts + 1] = part end
+  return parts
+end
+
 for i = first, #ARGV do
   local phone = ARGV[i]
   local rec = redis.call("HGET", KEYS[1], phone)
-  local state, ts = "queued", 0
-  if rec then
-    local sep = string.find(rec, SEP, 1, true)
-    state = string.sub(rec, 1, sep - 1)
-    local sep2 = string.find(rec, SEP, sep + 1, true)
-    ts = tonumber(string.sub(rec, sep + 1, sep2 - 1)) or 0
-  end
+  local state = "queued"
+  if rec then state = string.sub(rec, 1, (string.find(rec, SEP, 1, true) or 1) - 1) end
   local result
   if state == "queued" then
-    if redis.call("SISMEMBER", KEYS[2], phone) == 1 then
+    if check_optout and redis.call("SISMEMBER", KEYS[2], phone) == 1 then
       redis.call("HSET", KEYS[1], phone, record("opted_out", "OPTOUT", "the recipient opted out"))
       result = "O"
     else
@@ -54,16 +61,23 @@ for i = first, #ARGV do
         for r = 1, n do
           redis.call("HINCRBY", KEYS[2 + r], phone, 1)
         end
-        redis.call("HSET", KEYS[1], phone, "sending" .. SEP .. now .. SEP .. suffix)
+        redis.call("HSET", KEYS[1], phone, sending)
         result = "S"
       end
     end
   elseif state == "retry" then
     -- its limits were charged by the attempt that failed before reaching the vendor
-    redis.call("HSET", KEYS[1], phone, "sending" .. SEP .. now .. SEP .. suffix)
+    redis.call("HSET", KEYS[1], phone, sending)
     result = "S"
   elseif state == "sending" then
-    if now - ts > stale then result = "A" else result = "W" end
+    local parts = fields(rec)
+    if parts[4] == token then
+      result = "S"  -- our own claim, made again
+    elseif now - (tonumber(parts[2]) or 0) > stale then
+      result = "A"
+    else
+      result = "W"
+    end
   else
     result = "D" .. state
   end
@@ -73,4 +87,5 @@ end
 for r = 1, n do
   redis.call("EXPIRE", KEYS[2 + r], tonumber(ARGV[3 + n + r]))
 end
+redis.call("EXPIRE", KEYS[1], ttl)
 return out

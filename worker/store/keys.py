@@ -1,0 +1,58 @@
+"""Every Redis key smsdispatch writes, built in one place (see README "Redis keys")."""
+
+from __future__ import annotations
+
+PREFIX = "smsd"
+
+
+class Keys:
+    """Key builders. Per-message keys share the ``smsd:msg:<id>`` stem and expire with ``retention_s``."""
+
+    optout = f"{PREFIX}:optout"
+    events = f"{PREFIX}:events"
+    deferred = f"{PREFIX}:deferred"  # long retry waits, released by beat (member: JSON entry, score: due ms)
+    leases = f"{PREFIX}:leases"  # open chunks (member: "<message id>|<chunk>", score: lease end ms)
+    settle = f"{PREFIX}:settle"  # submitted recipients' deadlines ("<message id>|<provider>", ms)
+    receipt_inbox = f"{PREFIX}:inbox:receipts"  # fetched receipt pages, kept until applied
+    receipt_inbox_group = "apply"
+
+    @staticmethod
+    def message(message_id: str) -> str:
+        return f"{PREFIX}:msg:{message_id}"
+
+    @staticmethod
+    def recipients(message_id: str) -> str:
+        return f"{PREFIX}:msg:{message_id}:r"
+
+    @staticmethod
+    def plan(message_id: str) -> str:
+        """The message's chunks (chunk number -> JSON), so that a lost task can be queued again."""
+        return f"{PREFIX}:msg:{message_id}:plan"
+
+    @staticmethod
+    def vendor_batch(provider: str, batch_id: str) -> str:
+        return f"{PREFIX}:vid:{provider}:{batch_id}"
+
+    @staticmethod
+    def idempotency(key: str) -> str:
+        return f"{PREFIX}:idem:{key}"
+
+    @staticmethod
+    def limit(kind: str, window_s: int, bucket: int) -> str:
+        return f"{PREFIX}:lim:{kind}:{window_s}:{bucket}"
+
+    @staticmethod
+    def budget(provider: str) -> str:
+        return f"{PREFIX}:budget:{provider}"
+
+    @staticmethod
+    def window(name: str) -> str:
+        return f"{PREFIX}:window:{name}"
+
+    @staticmethod
+    def health(provider: str) -> str:
+        return f"{PREFIX}:health:{provider}"
+
+    @staticmethod
+    def unmatched(provider: str) -> str:
+        return f"{PREFIX}:unmatched:{provider}"

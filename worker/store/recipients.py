@@ -1,0 +1,230 @@
+"""Recipient state through a chunk's life: planned (queued), claimed (sending), recorded (the outcome).
+
+Each method is one round trip. Records are written only from the states a step may leave (see
+``lua/transition.lua``), so a retried or repeated write changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from config.limits import LimitRule
+from worker.events import StateEvent, group
+from worker.store.base import StoreBase, fields
+from worker.store.keys import Keys
+from worker.store.records import SEP, Record, State, now_ms
+
+BEIJING_OFFSET_S = 8 * 3600  # windows of a day or longer reset at Beijing midnight
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A recipient's new state, with the vendor's word on it."""
+
+    phone: str
+    state: State
+    code: str = ""
+    text: str = ""
+    vendor_id: str = ""
+    fee: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The outcome of claiming a chunk, phone by phone (see ``lua/claim.lua`` for the codes)."""
+
+    send: tuple[str, ...]
+    opted_out: tuple[str, ...]
+    limited: tuple[tuple[str, LimitRule], ...]
+    in_flight: tuple[str, ...]
+    orphaned: tuple[str, ...]
+    done: tuple[tuple[str, str], ...]
+
+    def events(self, message_id: str, provider: str) -> list[StateEvent]:
+        """The state changes the claim itself made (opted out, over a limit)."""
+        changes = [(p, State.OPTED_OUT.value, "OPTOUT") for p in self.opted_out]
+        changes += [(p, State.RATE_LIMITED.value, f"LIMIT {rule}") for p, rule in self.limited]
+        return group(message_id, provider, changes, "claim")
+
+
+@dataclass
+class Recording:
+    """Everything a chunk run writes at its end, in one round trip."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    events: list[StateEvent] = field(default_factory=list)  # besides those of the outcomes
+    index: dict[str, str] = field(default_factory=dict)  # vendor batch / per-phone id -> message id
+    chunk_done: bool = False  # nothing of the chunk is left to do: its lease ends
+
+
+def window_bucket(rule: LimitRule, now_s: float) -> int:
+    offset = BEIJING_OFFSET_S if rule.window_s >= 86400 else 0
+    return int((now_s + offset) // rule.window_s)
+
+
+def lease_member(message_id: str, number: int) -> str:
+    return f"{message_id}|{number}"
+
+
+class RecipientsMixin(StoreBase):
+    # -- planning -----------------------------------------------------------------------------------
+
+    def open_chunk(
+        self, message_id: str, number: int, job: Mapping[str, Any], lease_until_ms: int, queued: bool
+    ) -> bool:
+        """Keep a chunk's job (to queue it again if its task is lost) and its lease; with ``queued``,
+        record its recipients as queued unless they already have a state. Returns True if the job is
+        new (False: a re-run plan met a chunk it had already opened)."""
+        plan = Keys.plan(message_id)
+        with self.r.pipeline(transaction=False) as pipe:
+            if queued:
+                record = Record(State.QUEUED, now_ms(), job["chunk"]["provider"]).pack()
+                phones = job["chunk"]["phones"]
+                self._script("init_queued")(
+                    keys=[Keys.recipients(message_id)], args=[record, self.ttl, *phones], client=pipe
+                )
+            pipe.hsetnx(plan, str(number), json.dumps(job, separators=(",", ":")))
+            pipe.expire(plan, self.ttl)
+            pipe.zadd(Keys.leases, {lease_member(message_id, number): lease_until_ms})
+            result = pipe.execute()
+        return bool(result[-3])
+
+    def chunk_job(self, message_id: str, number: int) -> dict[str, Any] | None:
+        raw = cast("str | None", self.r.hget(Keys.plan(message_id), str(number)))
+        return json.loads(raw) if raw else None
+
+    def reject(self, message_id: str, rejected: Sequence[tuple[str, str]], code: str = "INVALID") -> None:
+        """Record refused inputs (what was given, why), where nothing is recorded for them yet."""
+        if not rejected:
+            return
+        outcomes = [Outcome(given, State.REJECTED, code, why) for given, why in rejected]
+        self.record(message_id, "", Recording(outcomes), from_states=("none",), why="plan")
+
+    # -- claiming -----------------------------------------------------------------------------------
+
+    def claim(
+        self,
+        message_id: str,
+        kind: str,
+        provider: str,
+        phones: Sequence[str],
+        rules: Sequence[LimitRule],
+        stale_ms: int,
+        token: str,
+    ) -> Claim:
+        """Claim ``phones`` for one vendor call: skip what is done, refuse what is opted out or over a
+        limit, charge the limits of the rest and mark them sending under ``token``."""
+        now = time.time()
+        limit_keys = [Keys.limit(kind, rule.window_s, window_bucket(rule, now)) for rule in rules]
+        args: list[str | int] = [int(now * 1000), stale_ms, len(rules)]
+        args += [rule.count for rule in rules]
+        args += [rule.window_s + 60 for rule in rules]
+        args += [str(rule) for rule in rules]
+        args += [provider, token, self.ttl, *phones]
+        codes: list[str] = self._script("claim")(
+            keys=[Keys.recipients(message_id), Keys.optout, *limit_keys], args=args
+        )
+        return _sort(phones, codes, rules)
+
+    # -- recording ----------------------------------------------------------------------------------
+
+    def record(
+        self,
+        message_id: str,
+        provider: str,
+        recording: Recording,
+        *,
+        from_states: Sequence[str] = (State.SENDING,),
+        why: str = "call",
+        chunk: int | None = None,
+    ) -> list[str]:
+        """Write each outcome over a record in one of ``from_states``, with its events, vendor-id index
+        entries, the settle deadline of what was submitted and, when ``recording.chunk_done``, the end
+        of the chunk's lease. Returns the phones written."""
+        at = now_ms()
+        pairs: list[str | int] = []
+        for o in recording.outcomes:
+            pairs += [o.phone, Record(o.state, at, provider, o.vendor_id, o.code, o.text, o.fee).pack()]
+        with self.r.pipeline(transaction=False) as pipe:
+            if pairs:
+                args = [self.ttl, " ".join(from_states), *pairs]
+                self._script("transition")(keys=[Keys.recipients(message_id)], args=args, client=pipe)
+            self._publish(pipe, recording.events)
+            for key, value in recording.index.items():
+                pipe.set(key, value, ex=self.ttl)
+            if any(o.state is State.SUBMITTED for o in recording.outcomes):
+                due = at + self.settings.vendor(provider).settle_s * 1000
+                pipe.zadd(Keys.settle, {f"{message_id}|{provider}": due}, gt=True)
+            if recording.chunk_done and chunk is not None:
+                pipe.zrem(Keys.leases, lease_member(message_id, chunk))
+            written: list[str] = pipe.execute()[0] if pairs else []
+        if written:
+            self._publish_written(message_id, provider, recording.outcomes, set(written), why)
+        return written
+
+    def _publish_written(
+        self, message_id: str, provider: str, outcomes: Sequence[Outcome], written: set[str], why: str
+    ) -> None:
+        changes = [(o.phone, o.state.value, o.code) for o in outcomes if o.phone in written]
+        with self.r.pipeline(transaction=False) as pipe:
+            self._publish(pipe, group(message_id, provider, changes, why))
+            pipe.execute()
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    def records(self, message_id: str, phones: Sequence[str] | None = None) -> dict[str, Record]:
+        key = Keys.recipients(message_id)
+        if phones is None:
+            raw = cast("dict[str, str]", self.r.hgetall(key))
+            return {phone: Record.unpack(value) for phone, value in raw.items()}
+        values = cast("list[str | None]", self.r.hmget(key, list(phones)))
+        return {phone: Record.unpack(v) for phone, v in zip(phones, values, strict=True) if v is not None}
+
+    def counts(self, message_id: str) -> Counter[str]:
+        """Recipients per state. Reads the whole hash: for ``status`` and tests, not the hot path."""
+        raw = cast("dict[str, str]", self.r.hgetall(Keys.recipients(message_id)))
+        return Counter(value.split(SEP, 1)[0] for value in raw.values())
+
+    # -- messages -----------------------------------------------------------------------------------
+
+    def create_message(self, message_id: str, meta: Mapping[str, str | int]) -> None:
+        key = Keys.message(message_id)
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.hset(key, mapping=fields(meta))
+            pipe.expire(key, self.ttl)
+            pipe.execute()
+
+    def message(self, message_id: str) -> dict[str, str]:
+        return cast("dict[str, str]", self.r.hgetall(Keys.message(message_id)))
+
+    def mark_message(self, message_id: str, **values: str | int) -> None:
+        self.r.hset(Keys.message(message_id), mapping=fields(values))
+
+
+def _sort(phones: Sequence[str], codes: Sequence[str], rules: Sequence[LimitRule]) -> Claim:
+    send: list[str] = []
+    opted: list[str] = []
+    limited: list[tuple[str, LimitRule]] = []
+    flight: list[str] = []
+    orphan: list[str] = []
+    done: list[tuple[str, str]] = []
+    for phone, code in zip(phones, codes, strict=True):
+        tag = code[0]
+        if tag == "S":
+            send.append(phone)
+        elif tag == "O":
+            opted.append(phone)
+        elif tag == "L":
+            limited.append((phone, rules[int(code[1:]) - 1]))
+        elif tag == "W":
+            flight.append(phone)
+        elif tag == "A":
+            orphan.append(phone)
+        else:
+            done.append((phone, code[1:]))
+    return Claim(tuple(send), tuple(opted), tuple(limited), tuple(flight), tuple(orphan), tuple(done))

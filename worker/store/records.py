@@ -1,0 +1,72 @@
+"""A recipient's state and its record: the only code (with the Lua beside it) that knows the format.
+
+A record is ``state, updated (ms), provider, vendor id, code, text[, fee]`` joined by the unit separator
+(\\x1f): one short string per recipient in the message's hash. While a recipient is ``sending`` the
+vendor-id slot holds the claim token of the run that claimed it (see ``lua/claim.lua``).
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass
+
+SEP = "\x1f"
+MAX_TEXT = 200
+
+
+class State(enum.StrEnum):
+    """A recipient's state. "Accepted" is send_sms's answer (validated and planned); from then on a
+    recipient is recorded ``queued``, or dispatched at once for a one-chunk send."""
+
+    QUEUED = "queued"
+    RETRY = "retry"  # queued again after a failed attempt; its limits are already charged
+    SENDING = "sending"  # claimed for a vendor call in progress
+    SUBMITTED = "submitted"  # the vendor took it (or may have: code AMBIGUOUS); a receipt settles it
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    RATE_LIMITED = "rate_limited"
+    OPTED_OUT = "opted_out"
+
+
+FINAL = frozenset({State.DELIVERED, State.FAILED, State.REJECTED, State.RATE_LIMITED, State.OPTED_OUT})
+UNSETTLED = frozenset({State.QUEUED, State.RETRY, State.SENDING})
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One recipient's stored state."""
+
+    state: State
+    updated_ms: int
+    provider: str = ""
+    vendor_id: str = ""
+    code: str = ""
+    text: str = ""
+    fee: int | None = None  # billed segments, where the vendor says (Tencent)
+
+    def pack(self) -> str:
+        """The stored form. Trailing empty fields are left out: most records carry no text and no fee."""
+        fields = [self.state.value, str(self.updated_ms), self.provider, self.vendor_id, self.code]
+        fields.append(self.text.replace(SEP, " ")[:MAX_TEXT])
+        if self.fee is not None:
+            fields.append(str(self.fee))
+        return SEP.join(fields)
+
+    @classmethod
+    def unpack(cls, raw: str) -> Record:
+        parts = raw.split(SEP)
+        parts += [""] * (7 - len(parts))
+        fee = int(parts[6]) if parts[6].isdigit() else None
+        updated = int(parts[1]) if parts[1].isdigit() else 0
+        return cls(State(parts[0]), updated, parts[2], parts[3], parts[4], parts[5], fee)
+
+
+def state_of(raw: str) -> str:
+    """The state of a stored record, without unpacking the rest."""
+    return raw.split(SEP, 1)[0]
