@@ -2,10 +2,16 @@
 
 ``send_sms.delay(...)`` checks the request in the caller before anything is queued, so a bad template or
 missing parameter raises ``InvalidRequest`` there; its task id is the message id (``smsdispatch status``).
+
+Nothing is stranded: every chunk is *opened* in Redis (its job and a lease) before its task is queued,
+so the lease sweep (``tasks.poll.sweep_leases``) queues again a chunk whose task was lost; planning that
+fails part way (Redis or the broker gone) is retried by Celery and goes on from the last chunk it queued;
+infrastructure errors in a chunk retry the task, and the claim makes a rerun safe.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from dataclasses import replace
@@ -15,30 +21,57 @@ import structlog
 from celery import Task
 
 from config.settings import PROVIDERS, Settings, get_settings
-from tasks.dispatch import ChunkJob, Retry, event, run_chunk
+from tasks.dispatch import ChunkJob, ChunkRun, Retry, run_chunk, stale_ms
 from tasks.plan import ChunkSpec, InvalidRequest, Plan, SendInput, build_plan, validate_request
-from worker.app import app, queue_for
+from worker.app import INFRA_ERRORS, RETRY_PRIORITY, app, queue_for
 from worker.registry import get_provider
-from worker.store import Keys, State, Store, get_redis, now_ms, pack
+from worker.store import Outcome, Recording, State, Store, get_redis, now_ms
 
 log = structlog.get_logger(__name__)
 MAX_REJECTIONS_RETURNED = 1000
 
 
 class SendTask(Task):
-    """Validates the request and picks the queue in the producer, before the message is queued."""
+    """Validates the request and picks the queue in the producer, before the message is queued.
+
+    Celery is handed the validated, JSON-safe form of the request (``SendInput.model_dump``), never the
+    caller's objects: whatever the arguments, ``.delay()`` either queues a message or raises
+    ``InvalidRequest`` naming the field, and nothing is queued then."""
 
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
-        kwargs = dict(kwargs or {})
-        if args:
-            kwargs["to"] = args[0]
         settings = get_settings()
-        request = validate_request(kwargs, settings)
+        request = validate_request(self._arguments(args, kwargs), settings)
         options.setdefault("queue", queue_for(request.kind, len(request.recipients()), settings))
-        return super().apply_async((), kwargs, **options)
+        return super().apply_async((), request.model_dump(mode="json", exclude_none=True), **options)
+
+    @staticmethod
+    def _arguments(args: Any, kwargs: Any) -> dict[str, Any]:
+        """``send_sms``'s arguments as one mapping: ``to`` may come first, positionally."""
+        try:
+            data = dict(kwargs or {})
+        except (TypeError, ValueError):
+            raise InvalidRequest(f"request: keyword arguments as a {type(kwargs).__name__}") from None
+        if args is None or (isinstance(args, list | tuple) and not args):
+            return data
+        if not isinstance(args, list | tuple) or len(args) > 1:
+            raise InvalidRequest("request: send_sms takes one positional argument, to; the rest by keyword")
+        if "to" in data:
+            raise InvalidRequest("to: given twice (positionally and as to=)")
+        data["to"] = args[0]
+        return data
 
 
-@app.task(base=SendTask, bind=True, name="tasks.send.send_sms", ignore_result=False, throws=(InvalidRequest,))
+@app.task(
+    base=SendTask,
+    bind=True,
+    name="tasks.send.send_sms",
+    ignore_result=False,
+    throws=(InvalidRequest,),
+    autoretry_for=INFRA_ERRORS,
+    retry_backoff=1,
+    retry_backoff_max=30,
+    max_retries=20,
+)
 def send_sms(
     self: Task,
     to: Any,
@@ -67,18 +100,40 @@ def send_sms(
     )
     structlog.contextvars.bind_contextvars(message_id=message_id)
     store = Store(get_redis(settings), settings)
-    if idempotency_key:
-        earlier = store.claim_idempotency(idempotency_key, message_id)
-        if earlier is not None and json.loads(earlier)["message_id"] != message_id:
-            return {**json.loads(earlier), "duplicate": True}
+    fingerprint = _fingerprint(request)
+    if request.idempotency_key and (
+        earlier := _earlier(store, request.idempotency_key, message_id, fingerprint)
+    ):
+        return earlier
     meta = store.message(message_id)
     if meta.get("result"):  # this task ran to the end before and is being redelivered
         result: dict[str, Any] = json.loads(meta["result"])
         return result
-    return _plan_and_send(message_id, request, settings, store)
+    return _plan_and_send(message_id, request, settings, store, int(meta.get("opened", -1)), fingerprint)
 
 
-def _plan_and_send(message_id: str, request: SendInput, settings: Settings, store: Store) -> dict[str, Any]:
+def _fingerprint(request: SendInput) -> str:
+    """What makes two requests the same, whatever their idempotency keys."""
+    body = request.model_dump(mode="json", exclude={"idempotency_key"})
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _earlier(store: Store, key: str, message_id: str, fingerprint: str) -> dict[str, Any] | None:
+    """The first call's answer when ``key`` was used before (None: this call is the first). The same key
+    with another request is refused, as Stripe does: reusing a key is a bug in the caller."""
+    earlier = store.claim_idempotency(key, message_id, fingerprint)
+    if earlier is None or earlier["message_id"] == message_id:
+        return None
+    if earlier.get("fingerprint") != fingerprint:
+        raise InvalidRequest(
+            f"idempotency_key: {key!r} was used for a different request (message {earlier['message_id']})"
+        )
+    return {**earlier.get("result", {"message_id": earlier["message_id"]}), "duplicate": True}
+
+
+def _plan_and_send(
+    message_id: str, request: SendInput, settings: Settings, store: Store, opened: int, fingerprint: str
+) -> dict[str, Any]:
     plan = build_plan(request, settings, store.unhealthy(PROVIDERS))
     total = plan.accepted + len(plan.rejected)
     store.create_message(
@@ -92,34 +147,58 @@ def _plan_and_send(message_id: str, request: SendInput, settings: Settings, stor
             "providers": ",".join(sorted(plan.providers)),
         },
     )
-    _record_rejections(store, message_id, plan)
+    store.reject(message_id, plan.rejected)
     queue = queue_for(request.kind, plan.accepted, settings)
+    single = None
     if len(plan.chunks) == 1:
-        _dispatch_inline(ChunkJob(message_id, request.kind, plan.chunks[0]), queue)
+        single = _dispatch_inline(ChunkJob(message_id, request.kind, plan.chunks[0]), queue, store, settings)
     else:
-        for chunk in plan.chunks:
-            store.init_queued(message_id, chunk.provider, chunk.phones)
-            dispatch_chunk.apply_async((message_id, request.kind, chunk.to_task()), queue=queue)
-    result = _result(message_id, plan, store)
+        _queue_chunks(message_id, request.kind, plan.chunks, queue, store, settings, opened)
+    result = _result(message_id, plan, single)
     store.mark_message(message_id, result=json.dumps(result))
     if request.idempotency_key:
-        store.store_idempotent_result(request.idempotency_key, result)
+        store.store_idempotent_result(request.idempotency_key, fingerprint, result)
     log.info(
         "message planned", recipients=total, accepted=plan.accepted, chunks=len(plan.chunks), queue=queue
     )
     return result
 
 
-def _record_rejections(store: Store, message_id: str, plan: Plan) -> None:
-    if not plan.rejected:
-        return
-    at = now_ms()
-    records = {given: pack(State.REJECTED, at, "", "", "INVALID", why) for given, why in plan.rejected}
-    events = [event(message_id, State.REJECTED, "", list(records), "INVALID")]
-    store.write(message_id, records, events)
+def chunk_job(kind: str, queue: str, chunk: ChunkSpec, attempt: int = 0) -> dict[str, Any]:
+    """A chunk's task as kept in Redis (see ``Store.open_chunk``), to queue it again if it is lost."""
+    return {"kind": kind, "queue": queue, "attempt": attempt, "chunk": chunk.to_task()}
 
 
-def _result(message_id: str, plan: Plan, store: Store) -> dict[str, Any]:
+def lease_end_ms(settings: Settings, start_ms: float) -> int:
+    """A chunk's task must have run by then, or the lease sweep looks for it."""
+    return int(start_ms + settings.lease_grace_s * 1000)
+
+
+def _queue_chunks(
+    message_id: str,
+    kind: str,
+    chunks: list[ChunkSpec],
+    queue: str,
+    store: Store,
+    settings: Settings,
+    opened: int,
+) -> None:
+    """Open each chunk (record its recipients queued, keep its job and lease), then queue its task. A
+    re-run plan starts after the last chunk it opened; that one is queued again (it may not have been)."""
+    start = now_ms()
+    for i, chunk in enumerate(chunks):
+        if i < opened:
+            continue
+        rate = settings.vendor(chunk.provider).requests_per_second
+        expected_ms = start + 1500 * i / rate  # when its turn should come at the vendor's rate
+        job = chunk_job(kind, queue, chunk)
+        store.open_chunk(message_id, chunk.number, job, lease_end_ms(settings, expected_ms), queued=True)
+        dispatch_chunk.apply_async((message_id, kind, job["chunk"]), queue=queue)
+        if i % 16 == 15 or i == len(chunks) - 1:
+            store.mark_message(message_id, opened=i)
+
+
+def _result(message_id: str, plan: Plan, single: Outcome | None) -> dict[str, Any]:
     result: dict[str, Any] = {
         "message_id": message_id,
         "accepted": plan.accepted,
@@ -129,66 +208,100 @@ def _result(message_id: str, plan: Plan, store: Store) -> dict[str, Any]:
         "chunks": len(plan.chunks),
         "providers": sorted(plan.providers),
     }
-    if len(plan.chunks) == 1 and len(plan.chunks[0].phones) == 1:
-        phone = plan.chunks[0].phones[0]
-        record = store.records(message_id, [phone]).get(phone)
-        if record is not None:
-            result["state"] = {"state": record.state, "code": record.code, "text": record.text}
+    if single is not None:
+        result["state"] = {"state": single.state.value, "code": single.code, "text": single.text}
     return result
 
 
-def _dispatch_inline(job: ChunkJob, queue: str) -> None:
-    settings = get_settings()
-    for retry in run_chunk(job, settings, get_redis(settings), get_provider(job.chunk.provider, settings)):
-        schedule_retry(job, retry, queue)
+def _dispatch_inline(job: ChunkJob, queue: str, store: Store, settings: Settings) -> Outcome | None:
+    run = _run(job, queue, store, settings, lease_job=True)
+    return run.single
 
 
-@app.task(bind=True, name="tasks.send.dispatch_chunk")
+def _run(job: ChunkJob, queue: str, store: Store, settings: Settings, lease_job: bool) -> ChunkRun:
+    """Run a chunk and schedule what it leaves to do. With ``lease_job`` (a chunk sent inside send_sms,
+    not opened by planning) its job and lease are kept first, like a planned chunk's."""
+    if lease_job:
+        lease = lease_end_ms(settings, now_ms() + stale_ms(settings, job.chunk.provider))
+        store.open_chunk(
+            job.message_id, job.chunk.number, chunk_job(job.kind, queue, job.chunk), lease, queued=False
+        )
+    run = run_chunk(job, settings, store, get_provider(job.chunk.provider, settings))
+    for retry in run.retries:
+        schedule_retry(store, settings, job, retry, queue)
+    return run
+
+
+@app.task(
+    bind=True,
+    name="tasks.send.dispatch_chunk",
+    autoretry_for=INFRA_ERRORS,
+    retry_backoff=1,
+    retry_backoff_max=30,
+    max_retries=20,
+)
 def dispatch_chunk(self: Task, message_id: str, kind: str, chunk: dict[str, Any], attempt: int = 0) -> None:
     """Send one chunk (at most the vendor's batch size) in one vendor call."""
     spec = ChunkSpec.from_task(chunk)
     structlog.contextvars.bind_contextvars(message_id=message_id, provider=spec.provider)
-    job = ChunkJob(message_id, kind, spec, attempt)
     settings = get_settings()
     queue = self.request.delivery_info.get("routing_key") or queue_for(kind, 1, settings)
-    for retry in run_chunk(job, settings, get_redis(settings), get_provider(spec.provider, settings)):
-        schedule_retry(job, retry, queue)
+    store = Store(get_redis(settings), settings)
+    _run(ChunkJob(message_id, kind, spec, attempt), queue, store, settings, lease_job=False)
 
 
-def schedule_retry(job: ChunkJob, retry: Retry, queue: str) -> None:
-    """Queue the phones still to send. Waits past ``max_countdown_s`` are kept in Redis (see ``poll``)."""
+def schedule_retry(store: Store, settings: Settings, job: ChunkJob, retry: Retry, queue: str) -> None:
+    """Queue the phones still to send, ahead of fresh work (a retry should run close to its due time).
+    Waits past ``max_countdown_s`` are kept in Redis and released by beat; the chunk's lease is moved
+    past the due time either way."""
     if retry.failover:
-        fail_over(job, retry.phones, queue)
+        fail_over(store, settings, job, retry.phones, queue)
         return
-    settings = get_settings()
-    args = (job.message_id, job.kind, job.chunk.only(retry.phones).to_task(), retry.attempt)
-    if retry.delay_s <= settings.max_countdown_s:
-        dispatch_chunk.apply_async(args, queue=queue, countdown=retry.delay_s)
-        return
+    spec = job.chunk.only(retry.phones)
+    args = (job.message_id, job.kind, spec.to_task(), retry.attempt)
     due_ms = now_ms() + int(retry.delay_s * 1000)
-    entry = json.dumps({"args": args, "queue": queue, "id": str(uuid.uuid4())})
-    get_redis(settings).zadd(Keys.deferred, {entry: due_ms})
+    store.open_chunk(
+        job.message_id,
+        job.chunk.number,
+        chunk_job(job.kind, queue, job.chunk, retry.attempt),
+        lease_end_ms(settings, due_ms),
+        queued=False,
+    )
+    if retry.delay_s <= settings.max_countdown_s:
+        dispatch_chunk.apply_async(args, queue=queue, countdown=retry.delay_s, priority=RETRY_PRIORITY)
+    else:
+        store.defer({"args": args, "queue": queue, "id": uuid.uuid4().hex}, due_ms)
 
 
-def fail_over(job: ChunkJob, phones: tuple[str, ...], queue: str) -> None:
+def fail_over(store: Store, settings: Settings, job: ChunkJob, phones: tuple[str, ...], queue: str) -> None:
     """Plan ``phones`` again without the vendors now benched, and queue the new chunks. Recipients no
     vendor can take are failed with the reasons."""
-    settings = get_settings()
-    store = Store(get_redis(settings), settings)
-    request = validate_request({"to": list(phones), "kind": job.kind, **(job.chunk.logical or {})}, settings)
-    plan = build_plan(request, settings, store.unhealthy(PROVIDERS))
+    rejected: list[tuple[str, str]] = []
+    try:
+        request = validate_request(
+            {"to": list(phones), "kind": job.kind, **(job.chunk.logical or {})}, settings
+        )
+        plan = build_plan(request, settings, store.unhealthy(PROVIDERS))
+    except InvalidRequest as exc:
+        plan, rejected = Plan(kind=job.kind), [(p, str(exc)) for p in phones]
     for i, chunk in enumerate(plan.chunks):
         spec = replace(chunk, number=(job.chunk.number + 1) * 1000 + i)  # a bid of its own
-        dispatch_chunk.apply_async((job.message_id, job.kind, spec.to_task(), 0), queue=queue)
-    if plan.rejected:
-        at = now_ms()
-        records = {
-            phone: pack(State.FAILED, at, job.chunk.provider, "", "NO_ROUTE", why)
-            for phone, why in plan.rejected
-        }
-        store.write(
-            job.message_id, records, [event(job.message_id, State.FAILED, "", list(records), "NO_ROUTE")]
+        chunk_args = chunk_job(job.kind, queue, spec)
+        store.open_chunk(
+            job.message_id, spec.number, chunk_args, lease_end_ms(settings, now_ms()), queued=False
         )
-    log.warning(
-        "failed over", recipients=len(phones), to=sorted(plan.providers), unroutable=len(plan.rejected)
-    )
+        dispatch_chunk.apply_async(
+            (job.message_id, job.kind, chunk_args["chunk"], 0), queue=queue, priority=RETRY_PRIORITY
+        )
+    rejected += plan.rejected
+    if rejected:
+        outcomes = [Outcome(p, State.FAILED, "NO_ROUTE", why) for p, why in rejected]
+        store.record(
+            job.message_id,
+            job.chunk.provider,
+            Recording(outcomes),
+            from_states=(State.RETRY,),
+            why="failover",
+        )
+    store.end_lease(job.message_id, job.chunk.number)
+    log.warning("failed over", recipients=len(phones), to=sorted(plan.providers), unroutable=len(rejected))
