@@ -8,22 +8,35 @@ In the TOML file::
     tencent = { id = "7839", params = ["code"] }               # id and its own parameter order
     deepfinch = { id = "TPL_0000", params = ["code"] }
 
-Content-based vendors (Xiaorui, Ihuyi) take the rendered text and need no entry; ``xiaorui = false``
-opts a template out of one.
+A template has an entry per registered vendor (``providers/vendors.py``): ``{id, params}`` (or just the
+id) for a template-based vendor, a bool for a content-based one (Xiaorui, Ihuyi), which takes the rendered
+text and needs no entry; ``xiaorui = false`` opts a template out of one. ``TemplateConfig`` is built from
+the registry by :func:`template_model`. A text names its placeholders plainly (``{code}``): no format
+specs, conversions, positional or attribute/index fields, so that rendering cannot fail at run time.
 """
 
 from __future__ import annotations
 
 import string
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from providers.base import RenderedTemplate
+from providers.descriptor import VendorDescriptor
+from providers.vendors import VENDORS
 
-CONTENT_VENDORS = frozenset({"xiaorui", "ihuyi"})
 MAX_PARAM_CHARS = 35  # Tencent's documented cap for one variable; the strictest of the five
+CONTENT_VENDORS = frozenset(name for name, vendor in VENDORS.items() if not vendor.template_based)
 
 
 class TemplateError(ValueError):
@@ -31,65 +44,92 @@ class TemplateError(ValueError):
 
 
 class VendorTemplate(BaseModel):
+    """A template-based vendor's entry: its template id and, optionally, its own parameter order."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str
+    id: str = Field(min_length=1, max_length=200)
     params: tuple[str, ...] | None = None
 
 
 def placeholders(text: str) -> tuple[str, ...]:
-    """Named placeholders of ``text`` in order of first appearance."""
+    """Named placeholders of ``text`` in order of first appearance; TemplateError for anything that is
+    not a plain ``{name}`` (``{code:d}``, ``{code!r}``, ``{}``, ``{0}``, ``{a.b}``, ``{a[0]}``, a lone
+    brace)."""
     names: list[str] = []
-    for _, name, _, _ in string.Formatter().parse(text):
-        if name is not None:
-            if not name.isidentifier():
-                raise TemplateError(f"placeholder {{{name}}} is not a plain name")
-            if name not in names:
-                names.append(name)
+    try:
+        fields = list(string.Formatter().parse(text))
+    except ValueError as exc:  # "Single '}' encountered", "expected '}' before end of string"
+        raise TemplateError(f"{exc} (write {{{{ and }}}} for a literal brace)") from None
+    for _, name, spec, conversion in fields:
+        if name is None:
+            continue
+        if not name or name.isdigit():
+            raise TemplateError(f"positional placeholder {{{name}}}: name it, e.g. {{code}}")
+        if not name.isidentifier():
+            raise TemplateError(f"placeholder {{{name}}} is not a plain name (no attribute or index access)")
+        if conversion:
+            raise TemplateError(f"placeholder {{{name}!{conversion}}}: conversions are not allowed")
+        if spec:
+            raise TemplateError(f"placeholder {{{name}:{spec}}}: format specs are not allowed")
+        if name not in names:
+            names.append(name)
     return tuple(names)
 
 
-class TemplateConfig(BaseModel):
-    """One logical template: a text with named placeholders, and per-vendor ids."""
+class TemplateBase(BaseModel):
+    """One logical template: a text with named placeholders, and an entry per vendor (the fields added
+    by :func:`template_model`: ``VendorTemplate | None`` or ``bool``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    text: str
-    infocloud: VendorTemplate | None = None
-    tencent: VendorTemplate | None = None
-    deepfinch: VendorTemplate | None = None
-    xiaorui: bool = True
-    ihuyi: bool = True
-    max_param_chars: int = Field(MAX_PARAM_CHARS, ge=1)
+    text: str = Field(min_length=1, max_length=2000)
+    max_param_chars: int = Field(MAX_PARAM_CHARS, ge=1, le=1000)
+
+    @field_validator("text")
+    @classmethod
+    def _plain_placeholders(cls, value: str) -> str:
+        placeholders(value)
+        return value
 
     @model_validator(mode="before")
     @classmethod
     def _ids_as_strings(cls, data: Any) -> Any:
+        """``infocloud = "6758..."`` (or a number) is short for ``{ id = "6758..." }``."""
         if isinstance(data, Mapping):
             data = dict(data)
-            for vendor in ("infocloud", "tencent", "deepfinch"):
-                if isinstance(data.get(vendor), str | int):
-                    data[vendor] = {"id": str(data[vendor])}
+            for vendor in cls.vendor_entries():
+                value = data.get(vendor)
+                if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+                    data[vendor] = {"id": str(value)}
         return data
 
-    @model_validator(mode="after")
-    def _check_orders(self) -> TemplateConfig:
-        names = set(placeholders(self.text))
-        for vendor in ("infocloud", "tencent", "deepfinch"):
-            entry: VendorTemplate | None = getattr(self, vendor)
-            if entry and entry.params is not None and set(entry.params) - names:
-                extra = sorted(set(entry.params) - names)
-                raise ValueError(f"{vendor}.params names {extra} which the text does not have")
-        return self
+    @field_validator("*")
+    @classmethod
+    def _params_in_text(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, VendorTemplate) and value.params is not None:
+            text = info.data.get("text")
+            extra = sorted(set(value.params) - set(placeholders(text))) if isinstance(text, str) else []
+            if extra:
+                raise ValueError(f"params names {extra} which the text does not have")
+        return value
+
+    @classmethod
+    def vendor_entries(cls) -> tuple[str, ...]:
+        """The vendors whose entry is ``{id, params}`` (template-based)."""
+        return tuple(
+            name for name, info in cls.model_fields.items() if info.annotation == VendorTemplate | None
+        )
 
     @property
     def names(self) -> tuple[str, ...]:
         return placeholders(self.text)
 
     def supports(self, vendor: str) -> bool:
-        if vendor in CONTENT_VENDORS:
-            return bool(getattr(self, vendor))
-        return getattr(self, vendor, None) is not None
+        entry = getattr(self, vendor, None) if vendor in type(self).model_fields else None
+        if isinstance(entry, bool):
+            return entry
+        return entry is not None
 
     def check_params(self, name: str, params: Mapping[str, Any]) -> dict[str, str]:
         """Validate parameter names and lengths; return them as strings."""
@@ -113,12 +153,12 @@ class TemplateConfig(BaseModel):
         """The vendor's form of this template with ``params`` (checked first)."""
         values = self.check_params(name, params)
         text = self.text.format(**values)
-        if vendor in CONTENT_VENDORS:
-            if not self.supports(vendor):
+        entry = getattr(self, vendor, None) if vendor in type(self).model_fields else None
+        if isinstance(entry, bool):
+            if not entry:
                 raise TemplateError(f"template {name!r} is disabled for {vendor}")
             return RenderedTemplate(vendor_template="", text=text)
-        entry: VendorTemplate | None = getattr(self, vendor, None)
-        if entry is None:
+        if not isinstance(entry, VendorTemplate):
             raise TemplateError(f"template {name!r} has no {vendor} template id")
         order = entry.params if entry.params is not None else self.names
         return RenderedTemplate(
@@ -127,3 +167,22 @@ class TemplateConfig(BaseModel):
             names=tuple(order),
             text=text,
         )
+
+
+def template_model(vendors: Mapping[str, VendorDescriptor]) -> type[TemplateBase]:
+    """The template model with an entry per vendor of ``vendors``: ``VendorTemplate | None`` (default
+    none) for a template-based vendor, ``bool`` (default True) for a content-based one."""
+    fields: dict[str, Any] = {
+        name: (VendorTemplate | None, None) if vendor.template_based else (bool, True)
+        for name, vendor in vendors.items()
+    }
+    model: type[TemplateBase] = create_model(
+        "TemplateConfig", __base__=TemplateBase, __module__=__name__, **fields
+    )
+    return model
+
+
+if TYPE_CHECKING:
+    TemplateConfig = TemplateBase
+else:
+    TemplateConfig = template_model(VENDORS)

@@ -19,9 +19,11 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import httpx
+from pydantic import Field, SecretStr
 
-from config.settings import DeepfinchSettings
+from config.sections import VendorSettings
 from providers.base import Capabilities, Provider, RecipientOutcome, SendRequest, SendResult, classify
+from providers.descriptor import VendorDescriptor
 from providers.errors import (
     ProviderError,
     RateLimitedError,
@@ -31,6 +33,19 @@ from providers.errors import (
 from providers.market_gateway import MarketGatewayAuth, gateway_error
 
 # Every status the document names: the failure example and the 返回码定义 table.
+
+class DeepfinchSettings(VendorSettings):
+    """``SMSD_DEEPFINCH__*``: the market gateway's SecretId/SecretKey. Times in s."""
+
+    base_url: str = "https://service-deepfinch.market.tencentcloudapi.example"
+    secret_id: SecretStr = SecretStr("")
+    secret_key: SecretStr = SecretStr("")
+    batch_size: int = Field(1, ge=1, le=1)
+
+    def credential_fields(self) -> tuple[str, ...]:
+        return ("secret_id", "secret_key")
+
+
 CODES: Mapping[str, type[ProviderError]] = {
     "INVALID_ARGUMENT": RequestRejectedError,  # e.g. "content mismatch": variables do not fit the template
     # 400 "核验测失败" (check failed): the vendor's check of this request failed; the same request fails
@@ -138,3 +153,13 @@ def _retry_after(response: httpx.Response) -> float | None:
         return float(response.headers.get("Retry-After", ""))
     except ValueError:
         return None
+
+VENDOR = VendorDescriptor(
+    name="deepfinch",
+    provider=DeepfinchProvider,
+    settings=DeepfinchSettings,
+    simulator="providers.simulator.deepfinch",
+    demo_credentials={"secret_id": "AKIDdemodeepfinch", "secret_key": "demo-deepfinch-secret-key"},
+    codes=CODES,
+    code_field="status",
+)

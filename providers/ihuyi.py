@@ -25,8 +25,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import httpx
+from pydantic import Field, SecretStr
 
-from config.settings import IhuyiSettings
+from config.sections import VendorSettings
 from providers.base import (
     Balance,
     Capabilities,
@@ -36,6 +37,7 @@ from providers.base import (
     SendResult,
     classify,
 )
+from providers.descriptor import VendorDescriptor
 from providers.errors import (
     BalanceError,
     ConfigError,
@@ -44,6 +46,20 @@ from providers.errors import (
     RequestRejectedError,
     TransientError,
 )
+
+
+class IhuyiSettings(VendorSettings):
+    """``SMSD_IHUYI__*``: the APIID account and its APIKEY. Times in s."""
+
+    base_url: str = "https://106.ihuyi.com"
+    account: str = ""
+    api_key: SecretStr = SecretStr("")
+    dynamic_password: bool = True
+    batch_size: int = Field(1, ge=1, le=1)
+
+    def credential_fields(self) -> tuple[str, ...]:
+        return ("account", "api_key")
+
 
 PATH = "/webservice/sms.php"
 SUCCESS = "2"
@@ -233,3 +249,13 @@ def _number(value: Any) -> float | None:
         return float(value)
     except ValueError:
         return None
+
+VENDOR = VendorDescriptor(
+    name="ihuyi",
+    provider=IhuyiProvider,
+    settings=IhuyiSettings,
+    simulator="providers.simulator.ihuyi",
+    demo_credentials={"account": "C00000001", "api_key": "demo-ihuyi-api-key"},
+    codes=CODES,
+    code_field="code",
+)

@@ -17,11 +17,12 @@ import json
 import secrets
 import time
 from collections.abc import Generator, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import httpx
+from pydantic import Field, SecretStr
 
-from config.settings import InfocloudSettings
+from config.sections import Interval, VendorSettings
 from providers.base import (
     Balance,
     Capabilities,
@@ -33,6 +34,7 @@ from providers.base import (
     SendResult,
     classify,
 )
+from providers.descriptor import VendorDescriptor
 from providers.errors import (
     BalanceError,
     ConfigError,
@@ -41,6 +43,29 @@ from providers.errors import (
     RequestRejectedError,
     TransientError,
 )
+
+
+class InfocloudSettings(VendorSettings):
+    """``SMSD_INFOCLOUD__*``. Times in seconds."""
+
+    base_url: str = "https://opassapi.infocloud.com.cn"
+    api_key: SecretStr = SecretStr("")
+    access_key: SecretStr = SecretStr("")
+    sign_method: Literal["HmacSHA256", "HmacMD5", "HmacSHA1", "HmacSHA224", "HmacSHA384", "HmacSHA512"] = (
+        "HmacSHA256"
+    )
+    batch_size: int = Field(1000, ge=1, le=1000)
+    requests_per_second: float = Field(300.0, ge=0.01, le=1_000_000)
+    query_per_minute: int = Field(3, ge=1, le=1_000_000, description="receipt/statistics queries per minute")
+    # Three queries a minute: poll every 21 s so that each minute's three slots are used (a 60 s beat
+    # against a 60 s window skipped whole minutes), within the margin tasks.poll keeps over the window.
+    receipt_poll_interval_s: Interval = 21.0
+    balance_interval_s: float = Field(15.0, ge=15.0, le=86400)
+    receipt_page_size: int = Field(600, ge=1, le=600)
+
+    def credential_fields(self) -> tuple[str, ...]:
+        return ("api_key", "access_key")
+
 
 SIGN_METHODS: Mapping[str, Any] = {
     "HmacMD5": hashlib.md5,
@@ -221,3 +246,14 @@ def _split_phones(value: Any) -> frozenset[str]:
     if not value or value == "null":
         return frozenset()
     return frozenset(p.strip() for p in str(value).split(",") if p.strip())
+
+VENDOR = VendorDescriptor(
+    name="infocloud",
+    provider=InfocloudProvider,
+    settings=InfocloudSettings,
+    simulator="providers.simulator.infocloud",
+    demo_credentials={"api_key": "demo-infocloud-api-key", "access_key": "demo-infocloud-access-key"},
+    codes=CODES,
+    code_field="code",
+    refused_code="FAIL_PHONE",
+)

@@ -27,8 +27,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
 import httpx
+from pydantic import Field, SecretStr
 
-from config.settings import TencentSettings
+from config.sections import VendorSettings
 from providers.base import (
     Capabilities,
     DeliveryState,
@@ -40,6 +41,7 @@ from providers.base import (
     SendResult,
     classify,
 )
+from providers.descriptor import VendorDescriptor
 from providers.errors import (
     BalanceError,
     ConfigError,
@@ -48,6 +50,21 @@ from providers.errors import (
     RequestRejectedError,
     TransientError,
 )
+
+
+class TencentSettings(VendorSettings):
+    """``SMSD_TENCENT__*``: the SDK AppID, its AppKey and the approved signature. Times in s."""
+
+    base_url: str = "https://yun.tim.qq.com"
+    sdk_app_id: str = ""
+    app_key: SecretStr = SecretStr("")
+    sign: str = ""
+    batch_size: int = Field(1, ge=1, le=1)
+    receipt_page_size: int = Field(100, ge=1, le=100)  # pullstatus ``max``
+
+    def credential_fields(self) -> tuple[str, ...]:
+        return ("sdk_app_id", "app_key")
+
 
 SEND_PATH = "/v5/tlssmssvr/sendsms"
 PULL_PATH = "/v5/tlssmssvr/pullstatus"
@@ -272,3 +289,13 @@ def _fee(value: Any) -> int | None:
         return int(value) if value is not None else None
     except (TypeError, ValueError):
         return None
+
+VENDOR = VendorDescriptor(
+    name="tencent",
+    provider=TencentProvider,
+    settings=TencentSettings,
+    simulator="providers.simulator.tencent",
+    demo_credentials={"sdk_app_id": "1400000000", "app_key": "demo-tencent-app-key", "sign": "腾讯云"},
+    codes=CODES,
+    code_field="result",
+)

@@ -21,8 +21,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import httpx
+from pydantic import Field, SecretStr
 
-from config.settings import XiaoruiSettings
+from config.sections import VendorSettings
 from providers.base import (
     Balance,
     Capabilities,
@@ -36,6 +37,7 @@ from providers.base import (
     classify,
     vendor_code,
 )
+from providers.descriptor import VendorDescriptor
 from providers.errors import (
     AmbiguousError,
     ConfigError,
@@ -46,6 +48,23 @@ from providers.errors import (
 from providers.market_gateway import MarketGatewayAuth, gateway_error
 
 # Every code of the document's 返回码定义 table (the same table on all four endpoints).
+
+class XiaoruiSettings(VendorSettings):
+    """``SMSD_XIAORUI__*``: the market gateway's SecretId/SecretKey and the vendor account. Times in s."""
+
+    base_url: str = "https://service-xiaorui.market.tencentcloudapi.example"
+    secret_id: SecretStr = SecretStr("")
+    secret_key: SecretStr = SecretStr("")
+    account: SecretStr = SecretStr("")
+    password: SecretStr = SecretStr("")
+    batch_size: int = Field(500, ge=1, le=500)
+    receipt_page_size: int = Field(1000, ge=10, le=10000)  # smsreport ``size`` (its default)
+    extno: str = ""
+
+    def credential_fields(self) -> tuple[str, ...]:
+        return ("secret_id", "secret_key", "account", "password")
+
+
 CODES: Mapping[str, type[ProviderError]] = {
     "1": RequestRejectedError,  # 消息包格式错误: our request is malformed; resending it fails the same way
     "2": ConfigError,  # IP鉴权错误: our egress IP is not whitelisted
@@ -241,3 +260,19 @@ def _malformed(what: str, answer: Any) -> TransientError:
 def _check_range(name: str, value: int, bounds: tuple[int, int]) -> None:
     if not bounds[0] <= value <= bounds[1]:
         raise ValueError(f"{name} must be within {bounds[0]}..{bounds[1]}, not {value}")
+
+VENDOR = VendorDescriptor(
+    name="xiaorui",
+    provider=XiaoruiProvider,
+    settings=XiaoruiSettings,
+    simulator="providers.simulator.xiaorui",
+    demo_credentials={
+        "secret_id": "AKIDdemoxiaorui",
+        "secret_key": "demo-xiaorui-secret-key",
+        "account": "demo-xiaorui",
+        "password": "demo-xiaorui-password",
+    },
+    codes=CODES,
+    code_field="status",
+    refused_code="1",
+)

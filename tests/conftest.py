@@ -17,6 +17,7 @@ import redis
 from providers.simulator import DEMO_ENV
 from providers.simulator.core import SimConfig
 from providers.simulator.server import SimulatorServer
+from providers.vendors import VENDORS
 from worker.embedded import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,9 +87,9 @@ def simulator(env: dict[str, str]) -> Iterator[SimulatorServer]:
     from config.settings import get_settings
 
     sim = SimulatorServer(get_settings(), SimConfig(query_per_minute=100000, tps_limit=100000)).start()
-    for name in ("INFOCLOUD", "XIAORUI", "DEEPFINCH", "TENCENT", "IHUYI"):
-        env[f"SMSD_{name}__BASE_URL"] = os.environ[f"SMSD_{name}__BASE_URL"] = sim.url
-        env[f"SMSD_{name}__QUERY_PER_MINUTE"] = os.environ[f"SMSD_{name}__QUERY_PER_MINUTE"] = "100000"
+    for vendor in VENDORS.values():  # every registered vendor, plug-ins (SMSD_VENDOR_MODULES) included
+        for key, value in {"BASE_URL": sim.url, "QUERY_PER_MINUTE": "100000"}.items():
+            env[vendor.env_name(key)] = os.environ[vendor.env_name(key)] = value
     _reload_settings()
     from worker.app import app, configure
 

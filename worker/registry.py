@@ -1,37 +1,32 @@
-"""The vendor adapters by name, and one pooled HTTP client per worker process (made after fork)."""
+"""The vendor adapters by name (from the registered descriptors, ``providers/vendors.py``), and one
+pooled HTTP client per worker process (made after fork)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from types import MappingProxyType
 
 import httpx
 
 from config.settings import Settings, get_settings
 from providers.base import Capabilities, Provider
-from providers.deepfinch import DeepfinchProvider
-from providers.ihuyi import IhuyiProvider
-from providers.infocloud import InfocloudProvider
-from providers.tencent import TencentProvider
-from providers.xiaorui import XiaoruiProvider
+from providers.vendors import VENDORS, descriptor
 
-PROVIDER_CLASSES: dict[str, type[Provider]] = {
-    "infocloud": InfocloudProvider,
-    "xiaorui": XiaoruiProvider,
-    "deepfinch": DeepfinchProvider,
-    "tencent": TencentProvider,
-    "ihuyi": IhuyiProvider,
-}
+PROVIDER_CLASSES: Mapping[str, type[Provider]] = MappingProxyType(
+    {name: vendor.provider for name, vendor in VENDORS.items()}
+)
 
 _instances: dict[tuple[int, str], tuple[Settings, Provider]] = {}
 
 
 def capabilities(name: str) -> Capabilities:
-    return PROVIDER_CLASSES[name].capabilities
+    return descriptor(name).capabilities
 
 
 def pulls_receipts(name: str) -> bool:
     """True when the vendor's adapter implements a receipt pull (others push, or offer none)."""
-    return PROVIDER_CLASSES[name].poll_receipts is not Provider.poll_receipts
+    return descriptor(name).provider.poll_receipts is not Provider.poll_receipts
 
 
 def make_client(settings: Settings, name: str) -> httpx.Client:
@@ -53,6 +48,6 @@ def get_provider(name: str, settings: Settings | None = None) -> Provider:
     key = (os.getpid(), name)
     cached = _instances.get(key)
     if cached is None or cached[0] is not settings:
-        provider = PROVIDER_CLASSES[name](settings.vendor(name), make_client(settings, name))  # type: ignore[call-arg, arg-type]
+        provider = descriptor(name).build(settings.vendor(name), make_client(settings, name))
         cached = _instances[key] = (settings, provider)
     return cached[1]

@@ -2,7 +2,8 @@
 
 A vendor is skipped, with the reason recorded, when it has no credentials, is marked unhealthy (auth or
 balance failure), lacks the template (or takes templates only and was given free text), or does not
-take the group's numbers (international). ``NoRoute`` lists every reason.
+take the group's numbers (international). ``NoRoute`` lists every reason. Each kind's list is
+``settings.routing`` (every registered vendor, in registry order, unless configured).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from config.settings import Settings
 from config.templates import TemplateConfig
 from providers.base import Capabilities
+from providers.vendors import descriptor
 from worker.registry import capabilities
 
 
@@ -41,7 +43,7 @@ def skip_reason(
     section = settings.vendor(name)
     caps: Capabilities = capabilities(name)
     if not section.configured():
-        fields = ", ".join(f"SMSD_{name.upper()}__{f.upper()}" for f in section.credential_fields())
+        fields = ", ".join(descriptor(name).env_name(field) for field in section.credential_fields())
         return f"not configured (set {fields})"
     if name in unhealthy:
         info = unhealthy[name]

@@ -1,4 +1,5 @@
-"""The simulator's ASGI app: every vendor under the paths its real API uses, plus ``/_sim/*`` controls.
+"""The simulator's ASGI app: every registered vendor under the paths its real API uses, plus ``/_sim/*``
+controls.
 
 Controls (JSON): ``GET /_sim/stats`` counters per vendor; ``POST /_sim/faults`` ``{"vendor": {plan}}``
 (see :class:`FaultPlan`; ``null`` clears); ``POST /_sim/config`` fields of :class:`SimConfig`;
@@ -17,19 +18,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from config.settings import PROVIDERS, Settings
+from config.settings import Settings
 from providers.simulator.core import FaultPlan, SimConfig, SimState
+from providers.vendors import VENDORS
 
 
 def vendor_sims(settings: Settings, state: SimState) -> dict[str, Any]:
-    """One simulator per vendor, accepting the credentials in ``settings``.
+    """One simulator per registered vendor, accepting the credentials in ``settings``.
 
-    Each vendor module under ``providers/simulator/`` has ``build(state, settings)`` returning an
-    object with ``routes()``.
+    Each vendor's descriptor names its simulator module (``VendorDescriptor.simulator``), which has
+    ``build(state, settings)`` returning an object with ``routes()``.
     """
     return {
-        name: importlib.import_module(f"providers.simulator.{name}").build(state, settings)
-        for name in PROVIDERS
+        name: importlib.import_module(vendor.simulator).build(state, settings)
+        for name, vendor in VENDORS.items()
     }
 
 

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from config.settings import Settings
-from providers.deepfinch import HTTP_STATUS, PATH
+from providers.deepfinch import HTTP_STATUS, PATH, DeepfinchSettings
 from providers.simulator.core import Answer, Refused, SimState, market_gateway, serve
 
 VENDOR = "deepfinch"
@@ -71,7 +71,7 @@ class DeepfinchSim:
 
 
 def build(state: SimState, settings: Settings) -> DeepfinchSim:
-    section = settings.deepfinch
+    section = settings.vendor("deepfinch", DeepfinchSettings)
     return DeepfinchSim(state, section.secret_id.get_secret_value(), section.secret_key.get_secret_value())
 
 

@@ -29,6 +29,7 @@ from config.settings import Settings
 from providers.ihuyi import (
     MAX_CONTENT_CHARS,
     PATH,
+    IhuyiSettings,
     balance_password,
     find_emoji,
     submit_password,
@@ -151,7 +152,7 @@ class IhuyiSim:
 
 
 def build(state: SimState, settings: Settings) -> IhuyiSim:
-    section = settings.ihuyi
+    section = settings.vendor("ihuyi", IhuyiSettings)
     return IhuyiSim(state, section.account, section.api_key.get_secret_value())
 
 

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from config.settings import Settings
-from providers.infocloud import DELIVERED, SIGN_METHODS, canonical_string, sign
+from providers.infocloud import DELIVERED, SIGN_METHODS, InfocloudSettings, canonical_string, sign
 from providers.simulator.core import BEIJING, Answer, Refused, SimState, serve
 
 VENDOR = "infocloud"
@@ -164,7 +164,7 @@ class InfocloudSim:
 
 
 def build(state: SimState, settings: Settings) -> InfocloudSim:
-    section = settings.infocloud
+    section = settings.vendor("infocloud", InfocloudSettings)
     return InfocloudSim(state, section.api_key.get_secret_value(), section.access_key.get_secret_value())
 
 

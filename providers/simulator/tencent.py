@@ -32,6 +32,7 @@ from providers.tencent import (
     PULL_MAX,
     PULL_PATH,
     SEND_PATH,
+    TencentSettings,
     join_phone,
     signature,
     split_phone,
@@ -179,7 +180,7 @@ class TencentSim:
 
 
 def build(state: SimState, settings: Settings) -> TencentSim:
-    section = settings.tencent
+    section = settings.vendor("tencent", TencentSettings)
     return TencentSim(state, section.sdk_app_id, section.app_key.get_secret_value(), section.sign)
 
 

@@ -25,7 +25,7 @@ from starlette.routing import Route
 from config.settings import Settings
 from providers.base import vendor_code
 from providers.simulator.core import BEIJING, Answer, Refused, SimState, market_gateway, serve
-from providers.xiaorui import DELIVERED, INBOUND_PAGE, MAX_PHONES, RECEIPT_PAGE
+from providers.xiaorui import DELIVERED, INBOUND_PAGE, MAX_PHONES, RECEIPT_PAGE, XiaoruiSettings
 
 VENDOR = "xiaorui"
 SPID = "922011"  # the document's examples
@@ -128,7 +128,7 @@ class XiaoruiSim:
 
 
 def build(state: SimState, settings: Settings) -> XiaoruiSim:
-    section = settings.xiaorui
+    section = settings.vendor("xiaorui", XiaoruiSettings)
     return XiaoruiSim(
         state,
         secret_id=section.secret_id.get_secret_value(),

@@ -1,4 +1,4 @@
-"""The contract every provider adapter keeps, run for all five against the vendor simulator over HTTP.
+"""The contract every provider adapter keeps, run for every registered vendor against its simulator over HTTP.
 
 What the dispatcher relies on whatever the vendor: every phone of an accepted call has an outcome, the
 vendor's codes land in the right class of the error tree, transport failures are sent / not sent /
@@ -21,6 +21,7 @@ import pytest
 
 from config.settings import PROVIDERS, Settings
 from providers.base import Provider, RenderedTemplate, SendRequest
+from providers.descriptor import VendorDescriptor
 from providers.errors import (
     AmbiguousError,
     BalanceError,
@@ -33,6 +34,7 @@ from providers.errors import (
 )
 from providers.simulator.core import FaultPlan
 from providers.simulator.server import SimulatorServer
+from providers.vendors import VENDORS as REGISTERED
 from tests.conftest import wait_for
 from tests.providers.helpers import sim_client
 from worker.registry import PROVIDER_CLASSES
@@ -51,17 +53,14 @@ READ_TIMEOUT_S = 0.1
 
 @dataclass(frozen=True)
 class Vendor:
-    """What this suite needs to know of one vendor beyond its adapter class.
+    """What this suite needs to know of one registered vendor: its descriptor (``providers/vendors.py``)
+    and, derived from the vendor's code table, one documented code per error class it has a code for."""
 
-    ``by_class``: one code from the vendor's document per error class it has a code for. ``code_field``:
-    the answer field holding the vendor's code. ``refused_code``: the outcome code of a bad number inside
-    an accepted batch (batch vendors only).
-    """
+    descriptor: VendorDescriptor
 
-    name: str
-    by_class: Mapping[type[ProviderError], str]
-    code_field: str
-    refused_code: str = ""
+    @property
+    def name(self) -> str:
+        return self.descriptor.name
 
     @property
     def cls(self) -> type[Provider]:
@@ -69,47 +68,30 @@ class Vendor:
 
     @property
     def codes(self) -> Mapping[str, type[ProviderError]]:
-        """The ``CODES`` table of the registered adapter's module."""
-        table: Mapping[str, type[ProviderError]] = importlib.import_module(self.cls.__module__).CODES
-        return table
+        return self.descriptor.codes
+
+    @property
+    def by_class(self) -> Mapping[type[ProviderError], str]:
+        """The first code of the vendor's table for each class of the error tree it uses."""
+        first: dict[type[ProviderError], str] = {}
+        for code, cls in self.codes.items():
+            first.setdefault(cls, code)
+        return first
+
+    @property
+    def code_field(self) -> str:
+        return self.descriptor.code_field
+
+    @property
+    def refused_code(self) -> str:
+        return self.descriptor.refused_code
 
     def __str__(self) -> str:
         return self.name
 
 
-VENDORS = (
-    Vendor(
-        "infocloud",
-        {TransientError: "-1", RateLimitedError: "6000", RequestRejectedError: "60001", ConfigError: "2001",
-         BalanceError: "40002"},
-        code_field="code",
-        refused_code="FAIL_PHONE",
-    ),
-    Vendor(
-        "xiaorui",
-        {TransientError: "21", RequestRejectedError: "1", ConfigError: "3"},
-        code_field="status",
-        refused_code="1",
-    ),
-    Vendor(
-        "deepfinch",
-        {TransientError: "INTERNAL_ERROR", RateLimitedError: "RATE_LIMIT_EXCEEDED",
-         RequestRejectedError: "DETECTION_FAILED"},
-        code_field="status",
-    ),
-    Vendor(
-        "tencent",
-        {TransientError: "1008", RateLimitedError: "1023", RequestRejectedError: "1014", ConfigError: "1001",
-         BalanceError: "1031"},
-        code_field="result",
-    ),
-    Vendor(
-        "ihuyi",
-        {TransientError: "0", RateLimitedError: "4080", RequestRejectedError: "406", ConfigError: "405",
-         BalanceError: "4051"},
-        code_field="code",
-    ),
-)
+# Every registered vendor, plug-ins (SMSD_VENDOR_MODULES) included: a new vendor runs this suite as it is.
+VENDORS = tuple(Vendor(descriptor) for descriptor in REGISTERED.values())
 # Malformed answers to a send, by kind. ``None``: the vendor's code field holding null.
 MALFORMED: dict[str, str | None] = {
     "not-json": "<html><body>502 upstream busy</body></html>",
@@ -145,18 +127,18 @@ def make_provider(
         section = demo_settings.vendor(vendor.name).model_copy(update={"base_url": base_url or demo_sim.url})
         client = sim_client(read_timeout_s, **client_kwargs)
         clients.append(client)
-        # Every adapter takes (its settings section, client); the base class only the client.
-        return vendor.cls(section, client)  # type: ignore[call-arg, arg-type]
+        return vendor.descriptor.build(section, client)
 
     yield make
     for client in clients:
         client.close()
 
 
-def test_the_registry_holds_all_five_adapters_under_their_own_names() -> None:
-    assert tuple(PROVIDER_CLASSES) == PROVIDERS
+def test_the_registry_holds_every_registered_adapter_under_its_own_name() -> None:
+    assert tuple(PROVIDER_CLASSES) == PROVIDERS == tuple(REGISTERED)
     assert {name: cls.name for name, cls in PROVIDER_CLASSES.items()} == {name: name for name in PROVIDERS}
-    assert tuple(v.name for v in VENDORS) == PROVIDERS
+    assert {name: vendor.provider for name, vendor in REGISTERED.items()} == dict(PROVIDER_CLASSES)
+    assert PROVIDERS[:5] == ("infocloud", "xiaorui", "deepfinch", "tencent", "ihuyi")
 
 
 @pytest.mark.parametrize("vendor", VENDORS, ids=str)
@@ -169,10 +151,8 @@ class TestProviderContract:
             assert issubclass(cls, ProviderError) and cls is not ProviderError, code
             assert not issubclass(cls, NotSentError), f"{code}: a vendor's answer cannot mean 'never sent'"
 
-    def test_this_suites_codes_are_the_adapters(self, vendor: Vendor) -> None:
-        assert {code: vendor.codes.get(code) for code in vendor.by_class.values()} == {
-            code: cls for cls, code in vendor.by_class.items()
-        }
+    def test_the_descriptors_codes_are_the_adapter_modules_table(self, vendor: Vendor) -> None:
+        assert vendor.codes is importlib.import_module(vendor.cls.__module__).CODES
 
     # -- (a) success -------------------------------------------------------------------------------------
 
