@@ -125,13 +125,16 @@ class Balance:
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    """Static facts the planner needs about a vendor."""
+    """Static facts the planner needs about a vendor, so that what the vendor would refuse is refused in
+    planning, before anything is queued (from the vendor's document)."""
 
     batch_size: int
     per_recipient_params: bool = False  # can one call carry different parameters per phone
     template_based: bool = True  # False: the vendor takes rendered text (Xiaorui, Ihuyi)
     international: bool = False  # accepts E.164 numbers outside mainland China
-    max_content_chars: int = 500
+    max_content_chars: int = 500  # the rendered text, in characters
+    forbids_emoji: bool = False  # refuses content holding an emoji (``providers.text.find_emoji``)
+    param_forbidden_chars: str = ""  # characters no template parameter value may hold
 
 
 class Provider:

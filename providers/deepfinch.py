@@ -75,7 +75,7 @@ def content_pairs(names: tuple[str, ...], values: tuple[str, ...]) -> str:
 
 class DeepfinchProvider(Provider):
     name: ClassVar[str] = "deepfinch"
-    capabilities: ClassVar[Capabilities] = Capabilities(batch_size=1)
+    capabilities: ClassVar[Capabilities] = Capabilities(batch_size=1, param_forbidden_chars=",:")
 
     def __init__(self, settings: DeepfinchSettings, client: httpx.Client) -> None:
         super().__init__(client)

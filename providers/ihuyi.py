@@ -19,7 +19,6 @@ vendor's v3.3 API document (digested in shared/VENDORS.md). Quirks worth knowing
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -46,6 +45,8 @@ from providers.errors import (
     RequestRejectedError,
     TransientError,
 )
+from providers.phones import is_mainland_mobile
+from providers.text import EMOJI
 
 
 class IhuyiSettings(VendorSettings):
@@ -105,17 +106,8 @@ CODES: Mapping[str, type[ProviderError]] = {
 PER_NUMBER: frozenset[str] = frozenset({"4030", "408", "4082", "4085"})
 RETRY_AFTER_S: Mapping[str, float] = {"4080": 1.0}
 
-_MAINLAND = re.compile(r"1[3-9]\d{9}")
-# What we refuse as emoji (4074). The vendor does not define its set, so we take Unicode's: characters
-# shown as emoji by default (Emoji_Presentation: the pictograph planes U+1F000-U+1FAFF and the few BMP
-# symbols such as U+2B50 star or U+2705 check mark) plus the emoji selector U+FE0F and the keycap U+20E3.
-# Text symbols such as ★ ☆ ☀ ♥ (common in Chinese SMS, and in GB2312) still pass.
-_EMOJI = re.compile(
-    "[\U0001f000-\U0001faff\ufe0f\u20e3\u231a\u231b\u23e9-\u23ec\u23f0\u23f3\u25fd\u25fe\u2614\u2615"
-    "\u2648-\u2653\u267f\u2693\u26a1\u26aa\u26ab\u26bd\u26be\u26c4\u26c5\u26ce\u26d4\u26ea\u26f2"
-    "\u26f3\u26f5\u26fa\u26fd\u2705\u270a\u270b\u2728\u274c\u274e\u2753-\u2755\u2757\u2795-\u2797"
-    "\u27b0\u27bf\u2b1b\u2b1c\u2b50\u2b55]"
-)
+# What we refuse as emoji (4074): Unicode's default-emoji set, shared with the planner.
+_EMOJI = EMOJI
 
 
 def md5_hex(text: str) -> str:
@@ -154,7 +146,7 @@ def content_problem(content: str) -> tuple[str, str] | None:
 class IhuyiProvider(Provider):
     name: ClassVar[str] = "ihuyi"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        batch_size=1, template_based=False, max_content_chars=MAX_CONTENT_CHARS
+        batch_size=1, template_based=False, max_content_chars=MAX_CONTENT_CHARS, forbids_emoji=True
     )
 
     def __init__(
@@ -205,7 +197,7 @@ class IhuyiProvider(Provider):
                 f"ihuyi: Submit takes one number a call, got {len(request.phones)}", provider=self.name
             )
         phone, content = request.phones[0], request.template.text
-        if not _MAINLAND.fullmatch(phone):
+        if not is_mainland_mobile(phone):
             raise RequestRejectedError(
                 "ihuyi: mobile: only mainland mobiles (11 digits)", provider=self.name, code="406"
             )

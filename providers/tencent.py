@@ -19,7 +19,6 @@ SDK (``qcloudsms_py``) builds the same requests. Quirks worth knowing:
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -50,6 +49,7 @@ from providers.errors import (
     RequestRejectedError,
     TransientError,
 )
+from providers.phones import country_code_length, is_e164, is_mainland_mobile
 
 
 class TencentSettings(VendorSettings):
@@ -118,15 +118,6 @@ RETRY_AFTER: Mapping[str, Callable[[datetime], float]] = {
     "1029": lambda now: seconds_until(now, 8),
 }
 
-# E.164 country calling codes are prefix-free: 1 and 7 are one digit, these are two, all others three.
-_TWO_DIGIT_CODES = frozenset(
-    {"20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46", "47", "48"}
-    | {"49", "51", "52", "53", "54", "55", "56", "57", "58", "60", "61", "62", "63", "64", "65", "66"}
-    | {"81", "82", "84", "86", "90", "91", "92", "93", "94", "95", "98"}
-)
-_MAINLAND = re.compile(r"1[3-9]\d{9}")
-_E164 = re.compile(r"\+[1-9]\d{6,14}")
-
 
 def signature(app_key: str, random: str, at: int, mobile: str | None = None) -> str:
     """Tencent v5 ``sig``: lowercase hex sha256 of ``appkey=..&random=..&time=..[&mobile=..]``.
@@ -142,14 +133,14 @@ def signature(app_key: str, random: str, at: int, mobile: str | None = None) -> 
 
 def split_phone(phone: str) -> tuple[str, str]:
     """``(nationcode, mobile)`` of a normalized phone: 11-digit mainland, or E.164 ``+<cc><number>``."""
-    if _MAINLAND.fullmatch(phone):
+    if is_mainland_mobile(phone):
         return MAINLAND_CODE, phone
-    if not _E164.fullmatch(phone):
+    if not is_e164(phone):
         raise ValueError("not a mainland mobile (11 digits) nor an E.164 number (+country...)")
     digits = phone[1:]
-    size = 1 if digits[0] in "17" else 2 if digits[:2] in _TWO_DIGIT_CODES else 3
+    size = country_code_length(digits)
     nationcode, mobile = digits[:size], digits[size:]
-    if len(mobile) < 4 or (nationcode == MAINLAND_CODE and not _MAINLAND.fullmatch(mobile)):
+    if len(mobile) < 4 or (nationcode == MAINLAND_CODE and not is_mainland_mobile(mobile)):
         raise ValueError(f"+{nationcode} number has no valid subscriber part")
     return nationcode, mobile
 
@@ -166,7 +157,11 @@ def new_random() -> str:
 
 class TencentProvider(Provider):
     name: ClassVar[str] = "tencent"
-    capabilities: ClassVar[Capabilities] = Capabilities(batch_size=1, international=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        batch_size=1,
+        international=True,
+        max_content_chars=450,  # the document's first line: "not more than 450 characters"
+    )
 
     def __init__(
         self, settings: TencentSettings, client: httpx.Client, clock: Callable[[], float] = time.time

@@ -1,6 +1,6 @@
 """Celery tasks of smsdispatch. ``from tasks import send_sms`` is the application's entry point.
 
-The task modules are imported on first use, so that ``tasks.phones`` and ``tasks.plan`` (plain
+The task modules are imported on first use, so that ``tasks.request`` and ``tasks.plan`` (plain
 functions) can be imported without building the Celery app.
 """
 

@@ -1,90 +1,43 @@
 """Planning a send: validate the request, normalize and dedupe recipients, route, render, cut into chunks.
 
-Plain functions, no Celery and no Redis: ``validate_request`` refuses a bad request as a whole (naming
-the field), ``build_plan`` turns a valid one into vendor-sized chunks and per-recipient rejections.
+Plain functions, no Celery and no Redis: ``validate_request`` (``tasks.request``) refuses a bad request
+as a whole (naming the field), ``build_plan`` turns a valid one into vendor-sized chunks and per-recipient
+rejections: a bad number (shown masked, ``providers.phones.shown``), no vendor to route to, or content the
+routed vendor would refuse (its ``Capabilities``: the next vendor of the kind's list is tried instead).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from config.settings import PROVIDERS, Settings
+from config.settings import Settings
 from config.templates import TemplateConfig, TemplateError
 from providers.base import RenderedTemplate
-from tasks.phones import PhoneError, is_mainland, normalize
+from providers.phones import PhoneError, normalize, shown
+from tasks.request import (
+    MAX_RECIPIENTS,
+    InvalidRequest,
+    RecipientInput,
+    SendInput,
+    validate_request,
+    vendor_problem,
+)
 from worker.registry import capabilities
 from worker.routing import NoRoute, RouteQuery, choose
 
-MAX_RECIPIENTS = 1_000_000
-
-
-class InvalidRequest(ValueError):
-    """The request as a whole is refused; nothing is sent. The message names each field and problem."""
-
-
-class RecipientInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    phone: str
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
-class SendInput(BaseModel):
-    """What ``send_sms`` takes. ``to`` is one phone or a list of phones or ``{"phone", "params"}``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    to: str | int | list[str | int | RecipientInput]
-    template: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
-    content: str | None = None
-    kind: Literal["otp", "notify", "marketing"] = "notify"
-    provider: str | None = None
-    idempotency_key: str | None = Field(None, min_length=1, max_length=128)
-
-    @model_validator(mode="after")
-    def _shape(self) -> SendInput:
-        if (self.template is None) == (self.content is None):
-            raise ValueError("give exactly one of template or content")
-        if self.content is not None and not self.content.strip():
-            raise ValueError("content is empty")
-        if isinstance(self.to, list) and not self.to:
-            raise ValueError("to: no recipients")
-        if isinstance(self.to, list) and len(self.to) > MAX_RECIPIENTS:
-            raise ValueError(f"to: {len(self.to)} recipients, at most {MAX_RECIPIENTS} per call")
-        if self.provider is not None and self.provider not in PROVIDERS:
-            raise ValueError(f"provider: unknown {self.provider!r} (expected one of {', '.join(PROVIDERS)})")
-        return self
-
-    def recipients(self) -> list[str | int | RecipientInput]:
-        return self.to if isinstance(self.to, list) else [self.to]
-
-
-def validate_request(data: Mapping[str, Any], settings: Settings) -> SendInput:
-    """Parse and check a request against the configured templates; raise InvalidRequest if it is bad."""
-    try:
-        request = SendInput.model_validate(dict(data))
-    except ValidationError as exc:
-        problems = [f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in exc.errors()]
-        raise InvalidRequest("; ".join(problems[:10])) from None
-    if request.template is not None:
-        template = settings.templates.get(request.template)
-        if template is None:
-            known = ", ".join(sorted(settings.templates)) or "none configured"
-            raise InvalidRequest(f"template: unknown template {request.template!r} (known: {known})")
-        if not _has_own_params(request):
-            try:
-                template.check_params(request.template, request.params)
-            except TemplateError as exc:
-                raise InvalidRequest(str(exc)) from None
-    return request
-
-
-def _has_own_params(request: SendInput) -> bool:
-    return any(isinstance(r, RecipientInput) and r.params for r in request.recipients())
+__all__ = [
+    "MAX_RECIPIENTS",
+    "ChunkSpec",
+    "InvalidRequest",
+    "Plan",
+    "RecipientInput",
+    "SendInput",
+    "build_plan",
+    "logical_form",
+    "validate_request",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,10 +102,11 @@ def _template_dict(t: RenderedTemplate) -> dict[str, Any]:
 class Plan:
     kind: str
     chunks: list[ChunkSpec] = field(default_factory=list)
-    rejected: list[tuple[str, str]] = field(default_factory=list)  # (what was given, why)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (what was given, masked; why)
     duplicates: int = 0
     accepted: int = 0
     providers: set[str] = field(default_factory=set)
+    shown: set[str] = field(default_factory=set)  # the rejected inputs' shown forms, to keep them apart
 
 
 @dataclass
@@ -171,73 +125,98 @@ def build_plan(request: SendInput, settings: Settings, unhealthy: Mapping[str, M
             continue
         query = RouteQuery(request.kind, request.template, template, international, request.provider)
         try:
-            provider = choose(settings, query, unhealthy)
-        except NoRoute as exc:
+            provider, common = _route(request, template, query, group, settings, unhealthy)
+        except (NoRoute, TemplateError) as exc:
             plan.rejected += [(p, str(exc)) for p in group.phones]
             continue
-        _cut(plan, request, template, provider, group, settings)
+        _cut(plan, request, _renderer(request, template, provider), provider, common, group, settings)
     return plan
 
 
 def _normalize(request: SendInput, plan: Plan) -> dict[bool, _Group]:
     groups = {False: _Group(), True: _Group()}
     seen: set[str] = set()
-    for item in request.recipients():
+    for index, item in enumerate(request.recipients()):
         raw, own = (item.phone, item.params) if isinstance(item, RecipientInput) else (item, None)
         try:
             phone = normalize(raw)
         except PhoneError as exc:
-            plan.rejected.append((str(raw)[:32], f"to: {exc}"))
+            plan.rejected.append((_shown_once(raw, index, plan), f"to: {exc}"))
             continue
         if phone in seen:
             plan.duplicates += 1
             continue
         seen.add(phone)
-        group = groups[not is_mainland(phone)]
+        group = groups[phone.startswith("+")]
         group.phones.append(phone)
         group.params.append(own)
     return groups
 
 
+def _shown_once(raw: object, index: int, plan: Plan) -> str:
+    """How a rejected input is shown (``providers.phones.shown``: never a whole number). It is also the
+    recipient's key in Redis, so two inputs that look alike once masked are told apart by position."""
+    given = shown(raw)
+    if given in plan.shown:
+        given = f"{given} (to.{index})"
+    plan.shown.add(given)
+    return given
+
+
+def _route(
+    request: SendInput,
+    template: TemplateConfig | None,
+    query: RouteQuery,
+    group: _Group,
+    settings: Settings,
+    unhealthy: Mapping[str, Mapping[str, str]],
+) -> tuple[str, RenderedTemplate | None]:
+    """The first vendor that can take the group and whose rules (``Capabilities``) the content meets,
+    with the rendered content; a vendor that would refuse it is skipped, its reason kept for NoRoute.
+    With parameters per recipient the content is None: each is checked in ``_render_each``."""
+    refused: dict[str, str] = {}
+    while True:
+        try:
+            provider = choose(settings, query, {**unhealthy, **{name: {} for name in refused}})
+        except NoRoute as exc:
+            raise NoRoute({name: refused.get(name, why) for name, why in exc.reasons.items()}) from None
+        if any(group.params):
+            return provider, None
+        common = _renderer(request, template, provider)(request.params)
+        problem = vendor_problem(provider, common)
+        if problem is None:
+            return provider, common
+        refused[provider] = problem
+
+
 def _cut(
     plan: Plan,
     request: SendInput,
-    template: TemplateConfig | None,
+    render: Callable[[Mapping[str, Any]], RenderedTemplate],
     provider: str,
+    common: RenderedTemplate | None,
     group: _Group,
     settings: Settings,
 ) -> None:
     size = min(settings.vendor(provider).batch_size, capabilities(provider).batch_size)
-    render = _renderer(request, template, provider)
     rendered: list[RenderedTemplate] | None = None
-    if any(group.params):
-        phones, rendered = _render_each(plan, group, render, request.params)
+    phones = group.phones
+    if common is None:
+        phones, rendered = _render_each(plan, group, render, request.params, provider)
         if not phones:
             return
         common = rendered[0]
         if not capabilities(provider).per_recipient_params:
             size = 1  # the vendor cannot vary parameters inside one call
-    else:
-        try:
-            common = render(request.params)
-        except TemplateError as exc:
-            plan.rejected += [(p, str(exc)) for p in group.phones]
-            return
-        phones = group.phones
-    max_chars = capabilities(provider).max_content_chars
     logical = None if rendered is not None else logical_form(request)
     for start in range(0, len(phones), size):
         part = tuple(phones[start : start + size])
         per = tuple(rendered[start : start + size]) if rendered is not None else None
         chunk_template = per[0] if per and size == 1 else common
-        if len(chunk_template.text) > max_chars:
-            why = f"content: {len(chunk_template.text)} characters, {provider} takes {max_chars}"
-            plan.rejected += [(p, why) for p in part]
-            continue
         per_call = per if size > 1 else None
         plan.chunks.append(ChunkSpec(len(plan.chunks), provider, part, chunk_template, per_call, logical))
-        plan.accepted += len(part)
-        plan.providers.add(provider)
+    plan.accepted += len(phones)
+    plan.providers.add(provider)
 
 
 def logical_form(request: SendInput) -> dict[str, Any]:
@@ -265,14 +244,21 @@ def _render_each(
     group: _Group,
     render: Callable[[Mapping[str, Any]], RenderedTemplate],
     common: Mapping[str, Any],
+    provider: str,
 ) -> tuple[list[str], list[RenderedTemplate]]:
+    """Each recipient's own content; one that fails to render or breaks the vendor's rules is rejected."""
     phones: list[str] = []
     rendered: list[RenderedTemplate] = []
     for phone, own in zip(group.phones, group.params, strict=True):
         try:
-            rendered.append(render({**common, **(own or {})}))
+            text = render({**common, **(own or {})})
         except TemplateError as exc:
             plan.rejected.append((phone, str(exc)))
             continue
+        problem = vendor_problem(provider, text)
+        if problem is not None:
+            plan.rejected.append((phone, problem))
+            continue
         phones.append(phone)
+        rendered.append(text)
     return phones, rendered

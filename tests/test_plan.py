@@ -148,6 +148,138 @@ def test_a_vendor_without_credentials_is_skipped_naming_the_settings(settings: S
     )
 
 
-def test_text_longer_than_a_vendor_takes_is_refused_before_any_call(settings: Settings) -> None:
-    result = routed(settings, {}, to="13800138000", content="长" * 301, provider="ihuyi")
-    assert result.chunks == [] and "content: 301 characters, ihuyi takes 300" in result.rejected[0][1]
+# -- phones: one spelling, rejected inputs never shown whole -------------------------------------------
+
+
+def test_a_full_width_digit_is_the_same_phone_and_other_scripts_digits_are_rejected(
+    settings: Settings,
+) -> None:
+    result = plan(
+        settings,
+        to=["13800138000", "1380013800０", "138٠0138000"],
+        template="login_code",
+        params={"code": "1"},
+    )
+    assert [c.phones for c in result.chunks] == [("13800138000",)]
+    assert result.duplicates == 1  # the full-width spelling is the same phone: one send, one limit
+    (rejected,) = result.rejected
+    assert rejected[0] == "138****8000" and "other than ASCII or full-width digits" in rejected[1]
+
+
+def test_a_rejected_input_is_never_given_back_whole_and_each_keeps_its_own_key(settings: Settings) -> None:
+    result = plan(
+        settings,
+        to=["13800138000x", "1380013800", "1389913800", "12345"],
+        template="login_code",
+        params={"code": "1"},
+    )
+    assert [given for given, _ in result.rejected] == [
+        "138****8000x",
+        "138***3800",
+        "138***3800 (to.2)",
+        "12345",
+    ]
+
+
+# -- what the routed vendor would refuse is refused in planning (or the next vendor takes it) ----------
+
+
+def test_free_text_with_an_emoji_skips_ihuyi_for_the_next_content_vendor(settings: Settings) -> None:
+    result = routed(settings, {"notify": ("ihuyi", "xiaorui")}, to="13800138000", content="您好😀")
+    assert result.providers == {"xiaorui"} and result.rejected == []
+
+
+def test_free_text_with_an_emoji_is_rejected_when_only_ihuyi_could_send_it(settings: Settings) -> None:
+    result = routed(settings, {"notify": ("ihuyi",)}, to="13800138000", content="您好😀")
+    assert result.chunks == []
+    assert "ihuyi: content: holds an emoji (U+1F600), which ihuyi refuses" in result.rejected[0][1]
+
+
+def test_a_deepfinch_parameter_with_a_comma_or_colon_goes_to_the_next_vendor(settings: Settings) -> None:
+    route = {"otp": ("deepfinch", "infocloud")}
+    clean = routed(
+        settings, route, to="13800138000", template="login_code", params={"code": "12"}, kind="otp"
+    )
+    assert clean.providers == {"deepfinch"}
+    for value in ("1,2", "a:b"):
+        result = routed(
+            settings, route, to="13800138000", template="login_code", params={"code": value}, kind="otp"
+        )
+        assert result.providers == {"infocloud"}, value
+
+
+def test_per_recipient_parameters_a_vendor_cannot_carry_reject_only_that_recipient(
+    settings: Settings,
+) -> None:
+    result = routed(
+        settings,
+        {"otp": ("deepfinch",)},
+        to=[
+            {"phone": "13800000001", "params": {"code": "1:2"}},
+            {"phone": "13800000002", "params": {"code": "3"}},
+        ],
+        template="login_code",
+        kind="otp",
+    )
+    assert [c.phones for c in result.chunks] == [("13800000002",)]
+    assert result.rejected == [("13800000001", "params.code: holds ':', which deepfinch cannot carry")]
+
+
+def long_template(settings: Settings, chars: int) -> Settings:
+    from config.templates import TemplateConfig
+
+    text = "长" * (chars - 6) + "{code}"
+    template = TemplateConfig.model_validate(
+        {"text": text, "tencent": "7839", "infocloud": "1", "max_param_chars": 35}
+    )
+    return settings.model_copy(update={"templates": {**settings.templates, "long": template}})
+
+
+def test_tencent_takes_450_characters_and_the_next_vendor_takes_longer_content(settings: Settings) -> None:
+    custom = long_template(settings, 451)
+    route = {"otp": ("tencent", "infocloud")}
+    at_limit = routed(custom, route, to="13800138000", template="long", params={"code": "12345"}, kind="otp")
+    assert at_limit.providers == {"tencent"}  # 450 characters
+    over = routed(custom, route, to="13800138000", template="long", params={"code": "123456"}, kind="otp")
+    assert over.providers == {"infocloud"}
+    alone = routed(
+        custom,
+        {"otp": ("tencent",)},
+        to="13800138000",
+        template="long",
+        params={"code": "123456"},
+        kind="otp",
+    )
+    assert "tencent: content: 451 characters, tencent takes 450" in alone.rejected[0][1]
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (
+            {"content": "免费文本", "provider": "infocloud"},
+            "provider: infocloud takes registered templates only",
+        ),
+        ({"content": "免费文本", "provider": "tencent"}, "provider: tencent takes registered templates only"),
+        ({"content": "长" * 301, "provider": "ihuyi"}, "content: 301 characters, ihuyi takes 300"),
+        (
+            {"content": "您好😀", "provider": "ihuyi"},
+            r"content: holds an emoji \(U\+1F600\), which ihuyi refuses",
+        ),
+        (
+            {"template": "login_code", "params": {"code": "1,2"}, "provider": "deepfinch"},
+            "params.code: holds ','",
+        ),
+        (
+            {"template": "bill", "params": {"name": "a", "amount": "1"}, "provider": "tencent"},
+            "provider: template 'bill' has no tencent entry",
+        ),
+    ],
+)
+def test_a_request_naming_its_vendor_is_refused_at_the_door_for_what_that_vendor_refuses(
+    settings: Settings,
+    request_: dict,
+    message: str,  # type: ignore[type-arg]
+) -> None:
+    with pytest.raises(InvalidRequest, match=message):
+        validate_request({"to": "13800138000", **request_}, settings)

@@ -93,7 +93,7 @@ def simulator(host: str, port: int, receipt_delay: float, undelivered: float) ->
 def status(message_id: str, show: bool) -> None:
     """Show a message's recipients by state (and each recipient with --recipients)."""
     _settings_or_exit()
-    from tasks.phones import mask
+    from providers.phones import mask
     from worker.store import Store, get_redis
 
     store = Store(get_redis(), get_settings())

@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from tasks.phones import mask
+from providers.phones import mask
 
 SECRET_WORDS = (
     "secret", "password", "access_key", "api_key", "app_key", "sign", "sig", "authorization", "token"
