@@ -20,6 +20,13 @@ def _settings_or_exit() -> None:
         raise click.ClickException(str(exc)) from None
 
 
+def _redis_or_exit() -> None:
+    """Stop with one line naming SMSD_REDIS_URL when Redis cannot be reached (``worker.preflight``)."""
+    from worker.preflight import check_redis
+
+    check_redis(get_settings())
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """smsdispatch: SMS dispatch for Chinese SMS vendors on Celery and Redis."""
@@ -43,6 +50,7 @@ def demo(recipients: int, timeout: float) -> None:
 def worker(queues: str, concurrency: int | None, celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker on the given queues (all by default). Extra arguments go to Celery."""
     _settings_or_exit()
+    _redis_or_exit()
     from worker.app import app
 
     argv = ["worker", "-Q", queues, *(["-c", str(concurrency)] if concurrency else []), *celery_args]
@@ -54,6 +62,7 @@ def worker(queues: str, concurrency: int | None, celery_args: tuple[str, ...]) -
 def beat(celery_args: tuple[str, ...]) -> None:
     """Run the beat schedule (receipts at each vendor's cadence, deferred retries, the settle sweep)."""
     _settings_or_exit()
+    _redis_or_exit()
     from worker.app import app
 
     app.start(["beat", *celery_args])
@@ -93,6 +102,7 @@ def simulator(host: str, port: int, receipt_delay: float, undelivered: float) ->
 def status(message_id: str, show: bool) -> None:
     """Show a message's recipients by state (and each recipient with --recipients)."""
     _settings_or_exit()
+    _redis_or_exit()
     from providers.phones import mask
     from worker.store import Store, get_redis
 
