@@ -6,20 +6,19 @@ import pytest
 from click.testing import CliRunner
 
 from worker.cli import main
-from worker.store import State, Store, now_ms, pack
+from worker.store import Outcome, Recording, State, Store
 
 
 def test_status_shows_counts_and_masked_recipients(r, settings) -> None:  # type: ignore[no-untyped-def]
     store = Store(r, settings)
     store.create_message("m-1", {"kind": "notify", "template": "order_shipped", "recipients": 2, "chunks": 1})
-    store.write(
-        "m-1",
-        {
-            "13800138000": pack(State.DELIVERED, now_ms(), "infocloud", "574", "DELIVRD"),
-            "13900139000": pack(State.FAILED, now_ms(), "infocloud", "574", "UNDELIV"),
-            "13700137000": pack(State.DELIVERED, now_ms(), "tencent", "sid", "DELIVRD", fee=2),
-        },
-    )
+    infocloud = [
+        Outcome("13800138000", State.DELIVERED, "DELIVRD", vendor_id="574"),
+        Outcome("13900139000", State.FAILED, "UNDELIV", vendor_id="574"),
+    ]
+    store.record("m-1", "infocloud", Recording(infocloud), from_states=("none",))
+    tencent = [Outcome("13700137000", State.DELIVERED, "DELIVRD", vendor_id="sid", fee=2)]
+    store.record("m-1", "tencent", Recording(tencent), from_states=("none",))
     out = CliRunner().invoke(main, ["status", "m-1", "--recipients"])
     assert out.exit_code == 0, out.output
     assert "delivered" in out.output and "failed" in out.output and "order_shipped" in out.output

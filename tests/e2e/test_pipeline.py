@@ -88,7 +88,8 @@ def test_bad_numbers_and_unknown_templates_get_clear_errors_and_nothing_is_sent(
         send_sms.delay("13800138000", template="no_such", params={})
     with pytest.raises(InvalidRequest, match="params: missing code"):
         send_sms.delay("13800138000", template="login_code", params={}, kind="otp")
-    assert r.llen("sms.otp") == 0 and r.llen("sms.notify") == 0  # nothing was queued
+    store = Store(r, settings)
+    assert store.queue_length("sms.otp") == 0 and store.queue_length("sms.notify") == 0  # nothing was queued
     result = send_sms.delay(["13800138000", "12345", "1380013800", "13800138001"], **ORDER).get(timeout=30)
     assert result["accepted"] == 2 and result["rejected_count"] == 2
     assert {item["to"] for item in result["rejected"]} == {"12345", "138***3800"}  # never shown whole

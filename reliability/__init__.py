@@ -1,0 +1,1 @@
+"""Reliability checks: scripts with a pass/fail line (see RELIABILITY.md)."""
