@@ -85,7 +85,9 @@ def backoff(settings: Settings, attempt: int, error: TransientError) -> float:
     delay = ceiling / 2 + random.uniform(0, ceiling / 2)
     if isinstance(error, RateLimitedError):
         hint = error.retry_after_s
-        delay = max(delay, hint if hint is not None and math.isfinite(hint) else retry.rate_limited_wait_s)
+        if hint is None or not math.isfinite(hint) or hint < 0:  # no usable hint (as providers.base.classify)
+            hint = retry.rate_limited_wait_s
+        delay = max(delay, hint)
     return min(max(delay, 0.0), MAX_DELAY_S)
 
 
@@ -107,7 +109,10 @@ def run_chunk(job: ChunkJob, settings: Settings, store: Store, provider: Provide
     claim = store.claim(
         job.message_id, job.kind, name, job.chunk.phones, settings.limits[job.kind], stale, token
     )
-    out = Recording(events=claim.events(job.message_id, name))
+    # The claim's own changes (opted out, over a limit) are written: say so now, not after the call,
+    # which a dying worker may never finish.
+    store.publish(claim.events(job.message_id, name))
+    out = Recording()
     if claim.orphaned:
         # A worker died while these were in flight: the vendor may have them. Never resend.
         _ambiguous(job, claim.orphaned, "the sending worker stopped mid-call", out)

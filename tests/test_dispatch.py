@@ -481,11 +481,6 @@ def test_the_same_idempotency_key_returns_the_first_message(
     assert 0 < r.ttl(Keys.idempotency("order-42")) <= settings.idempotency_ttl_s
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the claim's own changes (opted out, over a limit) are published only with the call's outcome "
-    "(Store.record at the end of run_chunk): a worker that dies mid-call loses them for good",
-)
 def test_the_claims_own_changes_are_published_though_the_call_never_returns(
     r: redis.Redis, settings: Settings, store: Store
 ) -> None:

@@ -133,6 +133,15 @@ def test_another_token_sees_the_claim_in_flight_then_orphaned(store: Store) -> N
     assert claim(store, [P1], "m2", "tok-c").send == (P1,)  # neither look charged anything
 
 
+def test_an_opt_out_that_came_in_before_a_retry_still_holds(store: Store, r: redis.Redis) -> None:
+    claim(store, [P1, P2], "m1", "tok-a")
+    store.record("m1", "infocloud", Recording([Outcome(P1, State.RETRY, "-1"), Outcome(P2, State.RETRY, "-1")]))
+    r.sadd(Keys.optout, P2)  # the reply came in between the attempts
+    retry = claim(store, [P1, P2], "m1", "tok-b")
+    assert (retry.send, retry.opted_out) == ((P1,), (P2,))
+    assert store.records("m1")[P2].state == State.OPTED_OUT
+
+
 def test_a_claim_that_refuses_every_phone_still_leaves_its_keys_expiring(
     store: Store, r: redis.Redis, settings: Settings
 ) -> None:
@@ -423,11 +432,6 @@ def test_each_due_deferred_retry_is_released_once(r: redis.Redis, store: Store) 
     assert r.zcard(Keys.deferred) == 1  # m3 is not due yet
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open_chunk keeps a chunk's first job (HSETNX), so schedule_retry's attempt is never stored "
-    "and a lost retry is queued again at attempt 0",
-)
 def test_a_lost_retry_is_queued_again_with_its_attempt(
     sim: SimulatorServer, r: redis.Redis, settings: Settings, store: Store
 ) -> None:

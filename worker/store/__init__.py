@@ -10,7 +10,7 @@ from worker.store.client import get_redis
 from worker.store.keys import Keys
 from worker.store.receipts import ReceiptsMixin, final_state
 from worker.store.recipients import Claim, Outcome, RecipientsMixin, Recording, window_bucket
-from worker.store.records import FINAL, UNSETTLED, Record, State, now_ms
+from worker.store.records import FINAL, NO_RECORD, UNSETTLED, Record, State, now_ms
 from worker.store.sweeps import SweepsMixin
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "UNSETTLED",
     "Claim",
     "Keys",
+    "NO_RECORD",
     "Outcome",
     "Record",
     "Recording",

@@ -31,6 +31,13 @@ class StoreBase:
     def _script(self, name: str) -> Any:
         return script(self.r, name)
 
+    def publish(self, events: Sequence[Event]) -> None:
+        """Append ``events`` to the stream now (one round trip)."""
+        if events:
+            with self.r.pipeline(transaction=False) as pipe:
+                self._publish(pipe, events)
+                pipe.execute()
+
     def _publish(self, pipe: Any, events: Sequence[Event]) -> None:
         """Append ``events`` to the stream in ``pipe``, bounded by age (MINID) as it goes."""
         at = now_ms()

@@ -17,7 +17,7 @@ from config.limits import LimitRule
 from worker.events import StateEvent, group
 from worker.store.base import StoreBase, fields
 from worker.store.keys import Keys
-from worker.store.records import SEP, Record, State, now_ms
+from worker.store.records import NO_RECORD, SEP, Record, State, now_ms
 
 BEIJING_OFFSET_S = 8 * 3600  # windows of a day or longer reset at Beijing midnight
 
@@ -77,9 +77,9 @@ class RecipientsMixin(StoreBase):
     def open_chunk(
         self, message_id: str, number: int, job: Mapping[str, Any], lease_until_ms: int, queued: bool
     ) -> bool:
-        """Keep a chunk's job (to queue it again if its task is lost) and its lease; with ``queued``,
-        record its recipients as queued unless they already have a state. Returns True if the job is
-        new (False: a re-run plan met a chunk it had already opened)."""
+        """Keep a chunk's job (to queue it again if its task is lost) and its lease; with ``queued``
+        (planning), record its recipients as queued unless they already have a state and keep the
+        first job. Returns True if the job is new (False: a re-run plan met a chunk it had opened)."""
         plan = Keys.plan(message_id)
         with self.r.pipeline(transaction=False) as pipe:
             if queued:
@@ -88,7 +88,11 @@ class RecipientsMixin(StoreBase):
                 self._script("init_queued")(
                     keys=[Keys.recipients(message_id)], args=[record, self.ttl, *phones], client=pipe
                 )
-            pipe.hsetnx(plan, str(number), json.dumps(job, separators=(",", ":")))
+            encoded = json.dumps(job, separators=(",", ":"))
+            if queued:  # planning: a re-run plan keeps what it opened
+                pipe.hsetnx(plan, str(number), encoded)
+            else:  # a run or a retry: the job as it now stands (its attempt)
+                pipe.hset(plan, str(number), encoded)
             pipe.expire(plan, self.ttl)
             pipe.zadd(Keys.leases, {lease_member(message_id, number): lease_until_ms})
             result = pipe.execute()
@@ -103,7 +107,7 @@ class RecipientsMixin(StoreBase):
         if not rejected:
             return
         outcomes = [Outcome(given, State.REJECTED, code, why) for given, why in rejected]
-        self.record(message_id, "", Recording(outcomes), from_states=("none",), why="plan")
+        self.record(message_id, "", Recording(outcomes), from_states=(NO_RECORD,), why="plan")
 
     # -- claiming -----------------------------------------------------------------------------------
 

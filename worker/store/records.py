@@ -30,6 +30,7 @@ class State(enum.StrEnum):
     OPTED_OUT = "opted_out"
 
 
+NO_RECORD = "none"  # in a transition's allowed states: the recipient has no record yet (lua/transition.lua)
 FINAL = frozenset({State.DELIVERED, State.FAILED, State.REJECTED, State.RATE_LIMITED, State.OPTED_OUT})
 UNSETTLED = frozenset({State.QUEUED, State.RETRY, State.SENDING})
 

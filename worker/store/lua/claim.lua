@@ -66,9 +66,15 @@ for i = first, #ARGV do
       end
     end
   elseif state == "retry" then
-    -- its limits were charged by the attempt that failed before reaching the vendor
-    redis.call("HSET", KEYS[1], phone, sending)
-    result = "S"
+    -- its limits were charged by the attempt that failed before reaching the vendor; an opt-out that
+    -- came in meanwhile still holds
+    if check_optout and redis.call("SISMEMBER", KEYS[2], phone) == 1 then
+      redis.call("HSET", KEYS[1], phone, record("opted_out", "OPTOUT", "the recipient opted out"))
+      result = "O"
+    else
+      redis.call("HSET", KEYS[1], phone, sending)
+      result = "S"
+    end
   elseif state == "sending" then
     local parts = fields(rec)
     if parts[4] == token then
