@@ -135,7 +135,8 @@ def test_another_token_sees_the_claim_in_flight_then_orphaned(store: Store) -> N
 
 def test_an_opt_out_that_came_in_before_a_retry_still_holds(store: Store, r: redis.Redis) -> None:
     claim(store, [P1, P2], "m1", "tok-a")
-    store.record("m1", "infocloud", Recording([Outcome(P1, State.RETRY, "-1"), Outcome(P2, State.RETRY, "-1")]))
+    retries = [Outcome(P1, State.RETRY, "-1"), Outcome(P2, State.RETRY, "-1")]
+    store.record("m1", "infocloud", Recording(retries))
     r.sadd(Keys.optout, P2)  # the reply came in between the attempts
     retry = claim(store, [P1, P2], "m1", "tok-b")
     assert (retry.send, retry.opted_out) == ((P1,), (P2,))

@@ -15,10 +15,10 @@ from worker.store.sweeps import SweepsMixin
 
 __all__ = [
     "FINAL",
+    "NO_RECORD",
     "UNSETTLED",
     "Claim",
     "Keys",
-    "NO_RECORD",
     "Outcome",
     "Record",
     "Recording",
