@@ -35,7 +35,9 @@ class FaultPlan:
     ``codes``: vendor codes answered instead of processing, at ``code_rate``. ``timeout_rate``: the
     answer is held for ``hang_s`` (longer than the client waits). ``reset_rate``: the connection is
     dropped without an answer. With ``after_accept`` a time-out or reset happens after the vendor
-    accepted the request (the ambiguous case); otherwise before anything is accepted.
+    accepted the request (the ambiguous case: counted as received once); otherwise before anything is
+    accepted (never counted as received: after the hang the connection is dropped unanswered). Either
+    way the call is counted in ``VendorCounters.dropped`` once the fault is done.
     """
 
     codes: tuple[str, ...] = ()
@@ -102,6 +104,7 @@ class VendorCounters:
     call_sizes: list[int] = field(default_factory=list)  # phones per accepted send call
     requests: int = 0  # every HTTP request, rejected or not
     answered_codes: Counter[str] = field(default_factory=Counter)
+    dropped: int = 0  # calls whose answer a time-out or reset fault withheld, counted when the fault ends
 
 
 class SimState:
@@ -132,6 +135,10 @@ class SimState:
     def note_answer(self, vendor: str, code: str) -> None:
         with self.lock:
             self.vendors.setdefault(vendor, VendorCounters()).answered_codes[code] += 1
+
+    def note_dropped(self, vendor: str) -> None:
+        with self.lock:
+            self.vendors.setdefault(vendor, VendorCounters()).dropped += 1
 
     def next_id(self) -> int:
         with self.lock:
@@ -229,12 +236,16 @@ class SimState:
             return Decision(reset=True, after_accept=plan.after_accept)
         return Decision()
 
-    @staticmethod
-    async def misbehave(decision: Decision) -> Response | None:
-        """Carry out a time-out (hold the answer), or return the response that drops the connection."""
+    async def misbehave(self, vendor: str, decision: Decision) -> Response | None:
+        """Carry out a time-out or reset: None when ``decision`` has neither, else the response that drops
+        the connection unanswered (for a time-out, after holding it ``hang_s``; a client still waiting then
+        sees the connection close, as when a vendor's front end gives up on a call)."""
+        if not (decision.timeout or decision.reset):
+            return None
         if decision.timeout:
             await asyncio.sleep(decision.hang_s)
-        return ResetResponse() if decision.reset else None
+        self.note_dropped(vendor)
+        return ResetResponse()
 
     # -- reporting ----------------------------------------------------------------------------------
 
@@ -252,6 +263,7 @@ class SimState:
                         "phones": len(c.received),
                         "max_per_phone": max(c.received.values(), default=0),
                         "codes": dict(c.answered_codes),
+                        "dropped": c.dropped,
                         "pending_receipts": len(self.receipts.get(name, ())),
                     }
                     for name, c in self.vendors.items()
@@ -303,8 +315,9 @@ async def serve(
     """Answer one call to a vendor endpoint: the sequence every vendor simulator shares.
 
     The call is counted and its body read first. On a send endpoint (``send``) the vendor's fault plan
-    is then applied (:meth:`SimState.before`): a time-out or reset before anything is accepted or, with
-    ``FaultPlan.after_accept``, after ``process`` ran (the vendor acted, the answer is lost); an injected
+    is then applied (:meth:`SimState.before`): a time-out or reset before anything is accepted (``process``
+    never runs: nothing is received, however long the hang) or, with ``FaultPlan.after_accept``, after
+    ``process`` ran once (the vendor acted, the answer is lost); an injected
     code is answered through ``refuse`` instead of ``process``, as is any :class:`Refused` that
     ``process`` raises. ``gate`` is a check in front of the vendor (the market gateway): its refusal is
     answered as it is, ahead of an injected code and with no misbehaviour after it. Every answer's code
@@ -313,7 +326,7 @@ async def serve(
     state.note_request(vendor)
     raw = await request.body()
     decision = await state.before(vendor) if send else Decision()
-    if not decision.after_accept and (dropped := await state.misbehave(decision)):
+    if not decision.after_accept and (dropped := await state.misbehave(vendor, decision)):
         return dropped
     if gate is not None and (refusal := gate(request)) is not None:
         state.note_answer(vendor, refusal[1])
@@ -325,7 +338,7 @@ async def serve(
     except Refused as refused:
         response, code = refuse(refused)
     state.note_answer(vendor, code)
-    if decision.after_accept and (dropped := await state.misbehave(decision)):
+    if decision.after_accept and (dropped := await state.misbehave(vendor, decision)):
         return dropped
     return response
 

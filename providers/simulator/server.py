@@ -34,7 +34,10 @@ class SimulatorServer:
     ) -> None:
         self.state = SimState(config)
         self.app = build_app(settings, self.state)
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP spelled out: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose ``proto`` says
+        # TCP, and a socket made with proto 0 passes that on to every connection it accepts. Left on, Nagle
+        # holds each answer's last segment for the client's delayed ACK: about 40 ms a keep-alive call.
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.host, self.port = self._socket.getsockname()[:2]
