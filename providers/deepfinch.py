@@ -14,15 +14,25 @@ Vendor document: shared/seeds/000_56fc09760ff8ebc1.txt. Quirks worth knowing:
 
 from __future__ import annotations
 
-import json
+import re
+import time
 from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
 import httpx
 from pydantic import Field, SecretStr
 
 from config.sections import VendorSettings
-from providers.base import Capabilities, Provider, RecipientOutcome, SendRequest, SendResult, classify
+from providers.base import (
+    Capabilities,
+    HttpCall,
+    Provider,
+    RecipientOutcome,
+    SendRequest,
+    SendResult,
+    classify,
+)
 from providers.descriptor import VendorDescriptor
 from providers.errors import (
     ProviderError,
@@ -31,6 +41,7 @@ from providers.errors import (
     TransientError,
 )
 from providers.market_gateway import MarketGatewayAuth, gateway_error
+from providers.reading import UNREADABLE, Unreadable, decode_json, identifier, number, text
 
 # Every status the document names: the failure example and the 返回码定义 table.
 
@@ -59,6 +70,8 @@ HTTP_STATUS: Mapping[int, str] = {400: "DETECTION_FAILED", 403: "RATE_LIMIT_EXCE
 SUCCESS = "OK"
 OUR_REFUSAL = "INVALID_ARGUMENT"  # the code we give requests we refuse before the vendor sees them
 PATH = "/release/data/send_sms"
+MAX_RETRY_AFTER_S = 3600.0  # the longest ``Retry-After`` we believe, in seconds
+_DELAY = re.compile(r"[0-9]+(?:\.[0-9]+)?")  # delay-seconds (RFC 9110: digits; a fraction tolerated)
 
 
 def content_pairs(names: tuple[str, ...], values: tuple[str, ...]) -> str:
@@ -82,77 +95,92 @@ class DeepfinchProvider(Provider):
         self.settings = settings
         self._auth = MarketGatewayAuth.from_secrets(settings.secret_id, settings.secret_key)
 
-    def send(self, request: SendRequest) -> SendResult:
-        phone = self._one_phone(request)
+    # -- the hooks of ``Provider.send`` -----------------------------------------------------------------
+
+    def _check(self, request: SendRequest) -> None:
         template = request.template
         try:
-            content = content_pairs(template.names, template.params)
+            content_pairs(template.names, template.params)
         except ValueError as exc:
             raise RequestRejectedError(f"deepfinch: {exc}", provider=self.name, code=OUR_REFUSAL) from exc
         if not template.vendor_template:
             raise RequestRejectedError("deepfinch: no template_id", provider=self.name, code=OUR_REFUSAL)
-        body = {"phone_number": phone, "template_id": template.vendor_template, "content": content}
-        answer = self._call(body)
-        request_id = str(answer.get("request_id") or "")
-        outcome = RecipientOutcome(phone, True, request_id, SUCCESS)
-        return SendResult(self.name, (outcome,), batch_id=request_id, raw=answer)
 
-    def _one_phone(self, request: SendRequest) -> str:
-        if len(request.phones) != 1:
-            raise RequestRejectedError(
-                f"deepfinch: {len(request.phones)} phones in one call, exactly 1 is allowed",
-                provider=self.name,
-                code=OUR_REFUSAL,
-            )
-        return request.phones[0]
+    def _build(self, request: SendRequest) -> HttpCall:
+        template = request.template
+        body = {
+            "phone_number": request.phones[0],
+            "template_id": template.vendor_template,
+            "content": content_pairs(template.names, template.params),
+        }
+        return HttpCall(self.settings.base_url + PATH, data=body, auth=self._auth)
 
-    def _call(self, body: Mapping[str, str]) -> dict[str, Any]:
-        try:
-            response = self._post(self.settings.base_url + PATH, data=body, auth=self._auth)
-        except TransientError as exc:
-            # 5xx: the base class raised before reading the body; keep the vendor's own status if it gave one.
-            vendor_error = self._from_5xx(exc)
-            if vendor_error is None:
-                raise
-            raise vendor_error from exc
+    def _transmit(self, call: HttpCall) -> httpx.Response:
+        # A 5xx may carry the vendor's own status (INTERNAL_ERROR): ``_parse`` reads it.
+        return self._request("POST", call.url, server_errors=False, **call.kwargs())
+
+    def _parse(self, response: httpx.Response, request: SendRequest) -> SendResult:
+        if response.status_code >= 500:
+            raise self._server_failure(response)
         if (refused := gateway_error(self.name, response)) is not None:
             raise refused
         answer = self._json(response) if response.content else {}
         status = answer.get("status") if isinstance(answer, dict) else None
         if status == SUCCESS:
-            return answer
-        if not isinstance(status, str) or not status:
+            request_id = identifier(answer.get("request_id")) or ""
+            outcome = RecipientOutcome(request.phones[0], True, request_id, SUCCESS)
+            return SendResult(self.name, (outcome,), batch_id=request_id, raw=answer)
+        status = _status(status)
+        if not status:
             # No readable status: the HTTP status the document pairs with one, else an unreadable answer
             # (on HTTP 2xx the vendor may have sent the message: ambiguous, never resent).
             status = HTTP_STATUS.get(response.status_code, "")
             if not status:
-                raise self.malformed(response)
+                raise Unreadable("no status", answer)
         raise self._error(status, answer, response)
 
     def _error(self, status: str, answer: Any, response: httpx.Response) -> ProviderError:
-        reason = str(answer.get("reason") or "") if isinstance(answer, dict) else ""
-        return classify(self.name, status, reason, CODES, answer, retry_after_s=_retry_after(response))
+        reason = text(answer.get("reason")) if isinstance(answer, dict) else ""
+        return classify(self.name, status, reason, CODES, answer, retry_after_s=retry_after_s(response))
 
-    def _from_5xx(self, exc: TransientError) -> TransientError | None:
-        """The vendor's error from a 5xx body (``INTERNAL_ERROR``), or None to keep the base class's."""
-        if not exc.code.startswith("HTTP5"):
-            return None  # NotSentError and friends: nothing from the vendor to read
+    def _server_failure(self, response: httpx.Response) -> TransientError:
+        """A 5xx is a server failure whatever its body says: the vendor's own status when the body names a
+        transient one (``INTERNAL_ERROR``), else the HTTP status (``HTTP502``)."""
         try:
-            answer = json.loads(exc.text)
+            answer = decode_json(response.content)
         except ValueError:
-            return None
-        if not isinstance(answer, dict) or not answer.get("status"):
-            return None
-        error = classify(self.name, str(answer["status"]), str(answer.get("reason") or ""), CODES, answer)
-        # A 5xx is a server failure whatever the body says; only a transient status may replace it.
-        return error if isinstance(error, TransientError) else None
+            return self.server_error(response)
+        status = _status(answer.get("status") if isinstance(answer, dict) else None)
+        if status:
+            error = self._error(status, answer, response)
+            if isinstance(error, TransientError):
+                return error
+        return self.server_error(response)
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return float(response.headers.get("Retry-After", ""))
-    except ValueError:
+def _status(value: Any) -> str:
+    """A failure's ``status`` as our error code: a string, stripped and cut to 64 characters (the
+    document's are under 20), else ``""`` (none)."""
+    return text(value).strip()[:64] if isinstance(value, str) else ""
+
+
+def retry_after_s(response: httpx.Response, now: float | None = None) -> float | None:
+    """The ``Retry-After`` header in seconds, within 0..``MAX_RETRY_AFTER_S``: delay-seconds or an HTTP
+    date (RFC 9110). None when absent or unreadable (``inf``, ``NaN``, a negative delay, garbage): the
+    caller's own backoff applies. A longer wait is cut to the cap: past it the hint is not believable, and
+    the retry only asks again."""
+    value = response.headers.get("Retry-After")
+    if value is None:
         return None
+    if _DELAY.fullmatch(value.strip()):
+        seconds = number(value)  # None: more digits than a float holds, which is "very long"
+        return MAX_RETRY_AFTER_S if seconds is None else min(seconds, MAX_RETRY_AFTER_S)
+    try:
+        at = parsedate_to_datetime(value).timestamp()
+    except UNREADABLE:
+        return None
+    return min(max(0.0, at - (time.time() if now is None else now)), MAX_RETRY_AFTER_S)
+
 
 VENDOR = VendorDescriptor(
     name="deepfinch",

@@ -8,16 +8,20 @@ what to do from the class alone::
     ├── TransientError            retry the same recipients later with backoff
     │   ├── RateLimitedError      ... after a longer wait (``retry_after_s`` when the vendor says)
     │   └── NotSentError          the request never reached the vendor (connect failed): always safe to retry
-    ├── AmbiguousError            the request may have reached the vendor (read time-out, dropped answer):
-    │                             never resent automatically, see README "Ambiguous outcomes"
+    ├── AmbiguousError            the request may have reached the vendor (read time-out, dropped answer,
+    │                             a 2xx answer we cannot read): never resent, see README "Ambiguous outcomes"
     └── PermanentError            record the failure with the vendor's code; never resend
-        ├── RequestRejectedError  the vendor refused this request (bad parameter, unknown template, ...)
-        ├── ConfigError           credentials, IP whitelist, signature: the provider is marked unhealthy
+        ├── RequestRejectedError  the vendor refused this request (bad parameter, unknown template, ...), or
+        │                         we did before any call (``BATCH_SIZE``, ``PER_RECIPIENT``, vendor rules)
+        ├── ConfigError           credentials, IP whitelist, signature, a base URL or header httpx cannot use
+        │                         (``BAD_SETTINGS``): the provider is marked unhealthy
         └── BalanceError          out of credit: the provider is marked unhealthy until a balance poll
                                   clears it
 
 Per-recipient refusals (a bad number inside an accepted batch) are not exceptions: they come back in
-``SendResult.outcomes`` with ``accepted=False``.
+``SendResult.outcomes`` with ``accepted=False``. An answer that cannot be read has code ``MALFORMED``:
+``AmbiguousError`` for a send answered 2xx, ``TransientError`` otherwise (another status, or a query, which
+sends nothing).
 """
 
 from __future__ import annotations

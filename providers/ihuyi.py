@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import httpx
@@ -30,11 +31,13 @@ from config.sections import VendorSettings
 from providers.base import (
     Balance,
     Capabilities,
+    HttpCall,
     Provider,
     RecipientOutcome,
     SendRequest,
     SendResult,
     classify,
+    vendor_code,
 )
 from providers.descriptor import VendorDescriptor
 from providers.errors import (
@@ -46,6 +49,7 @@ from providers.errors import (
     TransientError,
 )
 from providers.phones import is_mainland_mobile
+from providers.reading import Unreadable, decode_json, identifier, number, text
 from providers.text import EMOJI
 
 
@@ -64,6 +68,7 @@ class IhuyiSettings(VendorSettings):
 
 PATH = "/webservice/sms.php"
 SUCCESS = "2"
+NO_SMSID = "NO_SMSID"  # the outcome code of a success without a smsid (see ``_accepted``)
 EXPIRED = "40501"
 MAX_CONTENT_CHARS = 300
 
@@ -157,45 +162,10 @@ class IhuyiProvider(Provider):
         self._api_key = settings.api_key.get_secret_value()
         self._clock = clock
 
-    def send(self, request: SendRequest) -> SendResult:
-        phone, content = self._check(request)
-        code, answer = self._call("Submit", self._submit_form(phone, content))
-        if code == EXPIRED and self.settings.dynamic_password:
-            code, answer = self._call("Submit", self._submit_form(phone, content))  # fresh time, new password
-        text = str(answer.get("msg") or "")
-        if code == SUCCESS:
-            outcome = RecipientOutcome(phone, True, str(answer.get("smsid") or ""), code, text)
-        elif code in PER_NUMBER:
-            outcome = RecipientOutcome(phone, False, "", code, text)
-        else:
-            raise self._error(code, text, answer)
-        return SendResult(self.name, (outcome,), raw=answer)
+    # -- send (the hooks of ``Provider.send``) --------------------------------------------------------
 
-    def balance(self) -> Sequence[Balance]:
-        """Messages left on the account (GetNum ``num``)."""
-        form = {"account": self.settings.account, "password": self._api_key, "format": "json"}
-        if self.settings.dynamic_password:
-            at = self._time()
-            form["password"] = balance_password(self.settings.account, self._api_key, at)
-            form["time"] = at
-        code, answer = self._call("GetNum", form)
-        if code != SUCCESS:
-            raise self._error(code, str(answer.get("msg") or ""), answer)
-        num = _number(answer.get("num"))
-        if num is None:
-            raise TransientError(
-                "ihuyi: GetNum answer without a number", provider=self.name, code="MALFORMED", raw=answer
-            )
-        return (Balance(self.name, "sms", num, raw=answer),)
-
-    # -- helpers ------------------------------------------------------------------------------------
-
-    def _check(self, request: SendRequest) -> tuple[str, str]:
+    def _check(self, request: SendRequest) -> None:
         """The one phone and the content, refused here if the vendor would refuse them."""
-        if len(request.phones) != 1:
-            raise RequestRejectedError(
-                f"ihuyi: Submit takes one number a call, got {len(request.phones)}", provider=self.name
-            )
         phone, content = request.phones[0], request.template.text
         if not is_mainland_mobile(phone):
             raise RequestRejectedError(
@@ -204,7 +174,47 @@ class IhuyiProvider(Provider):
         problem = content_problem(content)
         if problem is not None:
             raise RequestRejectedError(f"ihuyi: {problem[1]}", provider=self.name, code=problem[0])
-        return phone, content
+
+    def _build(self, request: SendRequest) -> HttpCall:
+        return self._call("Submit", self._submit_form(request.phones[0], request.template.text))
+
+    def _transmit(self, call: HttpCall) -> httpx.Response:
+        response = super()._transmit(call)
+        if self.settings.dynamic_password and call.data is not None and _code_of(response) == EXPIRED:
+            # 40501: the dynamic password expired before the vendor checked it. The vendor refused the
+            # request, so the same form signed with a fresh time, sent once more, cannot send twice.
+            response = super()._transmit(replace(call, data=self._signed(call.data)))
+        return response
+
+    def _parse(self, response: httpx.Response, request: SendRequest) -> SendResult:
+        code, answer = self._coded_json(response, "code")
+        message = text(answer.get("msg"))
+        phone = request.phones[0]
+        if code == SUCCESS:
+            outcome = _accepted(phone, answer, message)
+        elif code in PER_NUMBER:
+            outcome = RecipientOutcome(phone, False, "", code, message)
+        else:
+            raise self._error(code, message, answer)
+        return SendResult(self.name, (outcome,), raw=answer)
+
+    # -- queries --------------------------------------------------------------------------------------
+
+    def balance(self) -> Sequence[Balance]:
+        """Messages left on the account (GetNum ``num``)."""
+        form = {"account": self.settings.account, "password": self._api_key, "format": "json"}
+        return self._query(self._call("GetNum", self._signed(form)), self._balance)
+
+    def _balance(self, response: httpx.Response) -> tuple[Balance]:
+        code, answer = self._coded_json(response, "code")
+        if code != SUCCESS:
+            raise self._error(code, text(answer.get("msg")), answer)
+        num = number(answer.get("num"))
+        if num is None:  # missing, NaN, Infinity, "lots": no reading at all rather than a wrong one
+            raise Unreadable("GetNum answer without a finite num", answer)
+        return (Balance(self.name, "sms", num, raw=answer),)
+
+    # -- helpers ------------------------------------------------------------------------------------
 
     def _submit_form(self, phone: str, content: str) -> dict[str, str]:
         form = {
@@ -214,33 +224,50 @@ class IhuyiProvider(Provider):
             "content": content,
             "format": "json",
         }
+        return self._signed(form)
+
+    def _signed(self, form: Mapping[str, str]) -> dict[str, str]:
+        """``form`` with a dynamic password for now (Submit's when it has a mobile, GetNum's otherwise), or
+        as it is when the settings use the APIKEY itself."""
+        signed = dict(form)
         if self.settings.dynamic_password:
             at = self._time()
-            form["password"] = submit_password(self.settings.account, self._api_key, phone, content, at)
-            form["time"] = at
-        return form
+            account, key = self.settings.account, self._api_key
+            signed["time"] = at
+            signed["password"] = (
+                submit_password(account, key, form["mobile"], form["content"], at)
+                if "mobile" in form
+                else balance_password(account, key, at)
+            )
+        return signed
 
     def _time(self) -> str:
         return str(int(self._clock()))
 
-    def _call(self, method: str, form: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
-        """POST and read ``code``: ``(code, answer)``. An answer without a numeric ``code`` (XML, say) is
-        ``malformed`` (on HTTP 2xx a Submit may have been acted on: ambiguous, never resent)."""
-        response = self._post(self.settings.base_url + PATH, params={"method": method}, data=form)
-        return self._coded_json(response, "code")
+    def _call(self, method: str, form: Mapping[str, str]) -> HttpCall:
+        return HttpCall(self.settings.base_url + PATH, data=form, params={"method": method})
 
     def _error(self, code: str, text: str, answer: Any) -> ProviderError:
         return classify(self.name, code, text, CODES, answer, retry_after_s=RETRY_AFTER_S.get(code))
 
 
-def _number(value: Any) -> float | None:
-    """``num`` as a float (the JSON has it as a number or a string); None if it is neither."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
+def _code_of(response: httpx.Response) -> str | None:
+    """The answer's ``code``, or None when it has none we can read (then ``_parse`` says why)."""
     try:
-        return float(value)
+        return vendor_code(decode_json(response.content), "code")
     except ValueError:
         return None
+
+
+def _accepted(phone: str, answer: dict[str, Any], message: str) -> RecipientOutcome:
+    """The outcome of a ``code: 2``. ``smsid`` is "0" or missing only on failure, per the document; a
+    success without one can never be matched to a receipt: still accepted (the vendor took it), with code
+    ``NO_SMSID``; the settle sweep fails it with ``NO_RECEIPT`` after the vendor's settle window."""
+    smsid = identifier(answer.get("smsid"))
+    if smsid is None or smsid == "0":
+        return RecipientOutcome(phone, True, "", NO_SMSID, message or "accepted without a smsid")
+    return RecipientOutcome(phone, True, smsid, SUCCESS, message)
+
 
 VENDOR = VendorDescriptor(
     name="ihuyi",

@@ -4,7 +4,9 @@ Vendor document: shared/seeds/004_f36aac20ad5cfd9d.txt. Quirks worth knowing:
 - The signature covers every body field *and* the x-* headers (except x-sign), sorted by key, empty
   values left out, joined as ``k=v&k=v`` with raw (not URL-encoded) values; lowercase hex HMAC keyed
   with the AccessKey. ``templateParam`` is a JSON array *encoded as a string* inside the JSON body.
-- One ``msgId`` per call (not per phone); ``failPhones`` lists the phones the vendor refused.
+- One ``msgId`` per call (not per phone), and its presence is the sign the batch was taken: a code 200
+  without one is unreadable (ambiguous: never resent). ``failPhones`` lists the phones the vendor
+  refused: a comma-separated string in the document, also read as a JSON list of strings.
 - Query endpoints (receipts, statistics) allow 3 calls a minute per enterprise; a receipt is returned
   once only, at most 600 per call. Balance at most once every 15 s.
 """
@@ -27,12 +29,14 @@ from providers.base import (
     Balance,
     Capabilities,
     DeliveryState,
+    HttpCall,
     Provider,
     Receipt,
     RecipientOutcome,
     SendRequest,
     SendResult,
     classify,
+    receipt_state,
 )
 from providers.descriptor import VendorDescriptor
 from providers.errors import (
@@ -43,6 +47,7 @@ from providers.errors import (
     RequestRejectedError,
     TransientError,
 )
+from providers.reading import Unreadable, number, text
 
 
 class InfocloudSettings(VendorSettings):
@@ -100,6 +105,20 @@ CODES: Mapping[str, type[ProviderError]] = {
 }
 SUCCESS = "200"
 DELIVERED = "DELIVRD"
+# The receipt's ``arrive``: "除DELIVRD外，其他都是未送达" (every value but DELIVRD is not delivered). Each
+# receipt comes once only, so that is the vendor's final word: the values VENDORS.md lists map to their
+# normalized kind, and any other status string to UNDELIVERED as the document says (even "UNKNOWN": no
+# later receipt will tell more). A missing or non-string ``arrive`` is no verdict (UNKNOWN).
+RECEIPT_STATES: Mapping[str, DeliveryState] = {
+    DELIVERED: DeliveryState.DELIVERED,
+    "UNDELIV": DeliveryState.UNDELIVERED,
+    "DELETED": DeliveryState.UNDELIVERED,
+    "ACCEPTD": DeliveryState.UNDELIVERED,
+    "UNKNOWN": DeliveryState.UNDELIVERED,
+    "EXPIRED": DeliveryState.EXPIRED,
+    "REJECTD": DeliveryState.REJECTED,
+}
+RECEIPT_OTHER = DeliveryState.UNDELIVERED
 
 
 def canonical_string(fields: Mapping[str, Any]) -> str:
@@ -160,30 +179,9 @@ class InfocloudProvider(Provider):
             settings.api_key.get_secret_value(), settings.access_key.get_secret_value(), settings.sign_method
         )
 
-    def send(self, request: SendRequest) -> SendResult:
-        if len(request.phones) > self.batch_size:
-            raise RequestRejectedError(
-                f"infocloud: {len(request.phones)} phones in one call, at most {self.batch_size}",
-                provider=self.name,
-                code="60008",
-            )
-        path, body = self._send_body(request)
-        answer, response = self._call(path, body)
-        data = answer.get("data") or {}
-        if not isinstance(data, dict):
-            raise self.malformed(response)
-        msg_id = str(data.get("msgId") or data.get("msgid") or "")
-        refused = _split_phones(data.get("failPhones"))
-        desc = str(data.get("desc") or "")
-        outcomes = tuple(
-            RecipientOutcome(phone, False, msg_id, "FAIL_PHONE", desc or "refused by the vendor")
-            if phone in refused
-            else RecipientOutcome(phone, True, msg_id, SUCCESS)
-            for phone in request.phones
-        )
-        return SendResult(self.name, outcomes, batch_id=msg_id, raw=answer)
+    # -- send (the hooks of ``Provider.send``) --------------------------------------------------------
 
-    def _send_body(self, request: SendRequest) -> tuple[str, dict[str, str]]:
+    def _build(self, request: SendRequest) -> HttpCall:
         template = request.template
         if request.per_recipient is not None:
             body = {
@@ -199,23 +197,56 @@ class InfocloudProvider(Provider):
             path = "/message/send"
         if request.bid:
             body["bid"] = request.bid[:64]
-        return path, body
+        return self._signed(path, body)
+
+    def _parse(self, response: httpx.Response, request: SendRequest) -> SendResult:
+        """Code 200 with a ``msgId``: every phone accepted under it, but those ``failPhones`` names."""
+        answer = self._answer(response)
+        data = answer.get("data")
+        if not isinstance(data, dict):
+            raise Unreadable("code 200 without a data object", answer)
+        # "data.msgId ... 该值不为空，说明平台已经接收提交的短信任务": a msgId that is not empty is the
+        # document's sign that the batch was taken. Without one (or with one that is not a string) we cannot
+        # tell what the vendor did: unreadable, so ambiguous on HTTP 2xx (never resent; the receipts, which
+        # carry our bid, or the settle sweep decide).
+        msg_id = _msg_id(data)
+        if msg_id is None:
+            raise Unreadable("code 200 without a msgId", answer)
+        refused = _fail_phones(data.get("failPhones"))
+        if refused is None:
+            raise Unreadable("failPhones is neither a comma-separated string nor a list of strings", answer)
+        desc = text(data.get("desc")).strip()
+        why = desc if desc not in ("", "null") else "refused by the vendor"
+        outcomes = tuple(
+            RecipientOutcome(phone, False, msg_id, "FAIL_PHONE", why)
+            if phone in refused
+            else RecipientOutcome(phone, True, msg_id, SUCCESS)
+            for phone in request.phones
+        )
+        return SendResult(self.name, outcomes, batch_id=msg_id, raw=answer)
+
+    # -- queries --------------------------------------------------------------------------------------
 
     def poll_receipts(self) -> Sequence[Receipt]:
         """One page (at most 600) of receipts not returned before. Counts against 3 queries a minute."""
-        answer, response = self._call("/sms/arriveRes/qry", {})
-        items = answer.get("data") or []
+        return self._query(self._signed("/sms/arriveRes/qry", {}), self._receipts)
+
+    def _receipts(self, response: httpx.Response) -> tuple[Receipt, ...]:
+        answer = self._answer(response)
+        items = answer.get("data")
+        if items is None:  # nothing new
+            return ()
         if not isinstance(items, list):
-            raise self.malformed(response)
+            raise Unreadable("data is not a list of receipts", answer)
         return tuple(
             Receipt(
                 provider=self.name,
-                phone=str(item.get("tel", "")),
-                state=DeliveryState.DELIVERED if item.get("arrive") == DELIVERED else DeliveryState.FAILED,
-                code=str(item.get("arrive", "")),
-                batch_id=str(item.get("msgId", "")),
-                bid=str(item.get("bid") or ""),
-                at=str(item.get("arriveTime", "")),
+                phone=text(item.get("tel")),
+                state=receipt_state(item.get("arrive"), RECEIPT_STATES, RECEIPT_OTHER),
+                code=text(item.get("arrive")),
+                batch_id=text(item.get("msgId")),
+                bid=text(item.get("bid")),
+                at=text(item.get("arriveTime")),
                 raw=item,
             )
             for item in items
@@ -223,29 +254,63 @@ class InfocloudProvider(Provider):
         )
 
     def balance(self) -> Sequence[Balance]:
-        answer, _ = self._call("/sms/residueValue/qry", {})
-        return tuple(
-            Balance(self.name, str(item.get("itemName", "")), float(item.get("residueValue", 0)), raw=item)
-            for item in answer.get("data") or ()
-        )
+        """Messages left per category (行业短信, 会员短信, 推广短信). At most once every 15 s."""
+        return self._query(self._signed("/sms/residueValue/qry", {}), self._balances)
 
-    def _call(self, path: str, body: Mapping[str, str]) -> tuple[dict[str, Any], httpx.Response]:
-        response = self._post(self.settings.base_url + path, json=body, auth=self._auth)
+    def _balances(self, response: httpx.Response) -> tuple[Balance, ...]:
+        answer = self._answer(response)
+        items = answer.get("data")
+        if not isinstance(items, list):
+            raise Unreadable("data is not a list of balances", answer)
+        balances = []
+        for item in items:
+            value = number(item.get("residueValue")) if isinstance(item, dict) else None
+            if value is None:  # NaN, Infinity, "lots", a list: no reading at all rather than a wrong one
+                raise Unreadable("a residueValue is not a finite number", answer)
+            balances.append(Balance(self.name, text(item.get("itemName")), value, raw=item))
+        return tuple(balances)
+
+    # -- shared ---------------------------------------------------------------------------------------
+
+    def _signed(self, path: str, body: Mapping[str, str]) -> HttpCall:
+        return HttpCall(self.settings.base_url + path, json=body, auth=self._auth)
+
+    def _answer(self, response: httpx.Response) -> dict[str, Any]:
+        """The answer of a call that succeeded (code 200), or the vendor's error from ``CODES``."""
         code, answer = self._coded_json(response, "code")
         if code != SUCCESS:
-            text = str(answer.get("message") or answer.get("msg") or "")
-            raise classify(self.name, code, text, CODES, answer)
-        return answer, response
+            message = text(answer.get("message")) or text(answer.get("msg"))
+            raise classify(self.name, code, message, CODES, answer)
+        return answer
 
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _split_phones(value: Any) -> frozenset[str]:
-    if not value or value == "null":
+def _msg_id(data: dict[str, Any]) -> str | None:
+    """The batch's ``msgId`` (sendBatch's table spells it ``msgid``, its example ``msgId``): a non-blank
+    string, else None."""
+    for value in (data.get("msgId"), data.get("msgid")):
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def _fail_phones(value: Any) -> frozenset[str] | None:
+    """The phones ``failPhones`` names: a comma-separated string as the document shows, or a JSON list of
+    strings; null, ``""`` and ``"null"`` name none. None when it is anything else: we cannot tell which
+    phones were refused."""
+    if value is None or value == "null":
         return frozenset()
-    return frozenset(p.strip() for p in str(value).split(",") if p.strip())
+    if isinstance(value, str):
+        parts: list[Any] = value.split(",")
+    elif isinstance(value, list) and all(isinstance(part, str) for part in value):
+        parts = value
+    else:
+        return None
+    return frozenset(part.strip() for part in parts if part.strip())
+
 
 VENDOR = VendorDescriptor(
     name="infocloud",

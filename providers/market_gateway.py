@@ -29,7 +29,9 @@ from email.utils import formatdate, parsedate_to_datetime
 import httpx
 from pydantic import SecretStr
 
+from providers import reading
 from providers.errors import ConfigError
+from providers.reading import decode_json
 
 SOURCE = "market"
 SIGNED_HEADERS = ("x-date", "x-source")
@@ -157,14 +159,14 @@ def gateway_error(provider: str, response: httpx.Response) -> ConfigError | None
     if response.status_code not in (401, 403):
         return None
     try:
-        body = response.json()
-    except ValueError:
+        body = decode_json(response.content)
+    except ValueError:  # HTML, truncated, not UTF-8, nested too deep: not the gateway's JSON
         body = None
     if isinstance(body, dict) and "status" in body:
         return None
     if response.status_code == 403 and not (isinstance(body, dict) and "message" in body):
         return None
-    text = str(body.get("message", "")) if isinstance(body, dict) else response.text[:200]
+    text = reading.text(body.get("message")) if isinstance(body, dict) else response.text[:200]
     return ConfigError(
         f"{provider}: API gateway refused the call (HTTP {response.status_code}): {text}",
         provider=provider,

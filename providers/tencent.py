@@ -9,7 +9,9 @@ SDK (``qcloudsms_py``) builds the same requests. Quirks worth knowing:
 - ``time`` is unix seconds; a request more than 10 minutes off Tencent's clock is refused (1021).
 - ``tel`` is ``{mobile, nationcode}``: the country code travels apart and without ``+``.
 - ``tpl_id`` is a JSON number, not a string; ``sign`` is the signature text, not its id.
-- ``fee`` is the number of billed segments; ``sid`` names the message in receipts.
+- ``fee`` is the number of billed segments (unknown, None, when unreadable); ``sid`` names the message in
+  receipts. A success without a ``sid`` can never be matched to a receipt: it is recorded accepted with
+  code ``NO_SID`` and no vendor id, and the settle sweep fails it (``NO_RECEIPT``) after the settle window.
 - ``ext`` is echoed back in the answer; we put our ``bid`` there.
 - pullstatus is a queue (each item is returned once), at most 100 a call, and must be enabled by
   Tencent's SMS Helper; receipts otherwise arrive by callback only.
@@ -32,6 +34,7 @@ from config.sections import VendorSettings
 from providers.base import (
     Capabilities,
     DeliveryState,
+    HttpCall,
     InboundMessage,
     Provider,
     Receipt,
@@ -39,6 +42,7 @@ from providers.base import (
     SendRequest,
     SendResult,
     classify,
+    receipt_state,
 )
 from providers.descriptor import VendorDescriptor
 from providers.errors import (
@@ -50,6 +54,7 @@ from providers.errors import (
     TransientError,
 )
 from providers.phones import country_code_length, is_e164, is_mainland_mobile
+from providers.reading import Unreadable, identifier, text, whole
 
 
 class TencentSettings(VendorSettings):
@@ -70,7 +75,14 @@ SEND_PATH = "/v5/tlssmssvr/sendsms"
 PULL_PATH = "/v5/tlssmssvr/pullstatus"
 PULL_MAX = 100  # pullstatus: "max: 拉取最大条数，最多100"
 SUCCESS = "0"
+NO_SID = "NO_SID"  # the outcome code of a success without a sid (see ``_accepted``)
+MAX_FEE = 100  # billed segments: 450 characters make at most 7; a larger count is garbage, read as unknown
 MAINLAND_CODE = "86"
+# pullstatus ``report_status``: SUCCESS or FAIL (the callback's documented values); anything else is unknown.
+RECEIPT_STATES: Mapping[str, DeliveryState] = {
+    "SUCCESS": DeliveryState.DELIVERED,
+    "FAIL": DeliveryState.UNDELIVERED,
+}
 BEIJING = timezone(timedelta(hours=8))
 
 # Every code VENDORS.md lists from Tencent's v5 error page. A code not here is permanent for the request
@@ -171,9 +183,14 @@ class TencentProvider(Provider):
         self._app_key = settings.app_key.get_secret_value()
         self._clock = clock
 
-    def send(self, request: SendRequest) -> SendResult:
-        phone = self._one_phone(request)
-        nationcode, mobile = self._split(phone)
+    # -- send (the hooks of ``Provider.send``) --------------------------------------------------------
+
+    def _check(self, request: SendRequest) -> None:
+        self._split(request.phones[0])
+        self._template_id(request.template.vendor_template)
+
+    def _build(self, request: SendRequest) -> HttpCall:
+        nationcode, mobile = self._split(request.phones[0])
         now, rand = int(self._clock()), new_random()
         body = {
             "ext": request.bid,
@@ -185,44 +202,31 @@ class TencentProvider(Provider):
             "time": now,
             "tpl_id": self._template_id(request.template.vendor_template),
         }
-        code, answer = self._call(SEND_PATH, rand, body)
-        text = str(answer.get("errmsg") or "")
+        return self._call(SEND_PATH, rand, body)
+
+    def _parse(self, response: httpx.Response, request: SendRequest) -> SendResult:
+        code, answer = self._coded_json(response, "result")
+        message = text(answer.get("errmsg"))
+        phone = request.phones[0]
         if code == SUCCESS:
-            sid = str(answer.get("sid") or "")
-            outcome = RecipientOutcome(phone, True, sid, code, text, _fee(answer.get("fee")))
+            outcome = _accepted(phone, answer, message)
         elif code in PER_RECIPIENT:
-            outcome = RecipientOutcome(phone, False, "", code, text)
+            outcome = RecipientOutcome(phone, False, "", code, message)
         else:
-            raise self._error(code, text, answer)
+            raise self._error(code, message, answer)
         return SendResult(self.name, (outcome,), raw=answer)
+
+    # -- queries --------------------------------------------------------------------------------------
 
     def poll_receipts(self) -> Sequence[Receipt]:
         """Up to 100 delivery receipts not returned before (pullstatus type 0)."""
-        return tuple(self._receipt(item) for item in self._pull(0) if isinstance(item, dict))
+        return self._query(self._pull(0), lambda response: tuple(map(_receipt, self._items(response))))
 
     def poll_inbound(self) -> Sequence[InboundMessage]:
         """Up to 100 replies not returned before (pullstatus type 1)."""
-        return tuple(
-            InboundMessage(
-                provider=self.name,
-                phone=join_phone(str(item.get("nationcode") or ""), str(item.get("mobile") or "")),
-                content=str(item.get("text") or ""),
-                at=str(item.get("time") or ""),
-                ext=str(item.get("extend") or ""),
-                raw=item,
-            )
-            for item in self._pull(1)
-            if isinstance(item, dict)
-        )
+        return self._query(self._pull(1), lambda response: tuple(map(_inbound, self._items(response))))
 
     # -- helpers ------------------------------------------------------------------------------------
-
-    def _one_phone(self, request: SendRequest) -> str:
-        if len(request.phones) != 1:
-            raise RequestRejectedError(
-                f"tencent: sendsms takes one number a call, got {len(request.phones)}", provider=self.name
-            )
-        return request.phones[0]
 
     def _split(self, phone: str) -> tuple[str, str]:
         try:
@@ -231,46 +235,33 @@ class TencentProvider(Provider):
             raise RequestRejectedError(f"tencent: phone: {exc}", provider=self.name, code="1016") from None
 
     def _template_id(self, value: str) -> int:
-        if not value.isdigit():
+        if not (value.isascii() and value.isdigit() and len(value) <= 18):  # a JSON number, no surprise
             raise RequestRejectedError(
-                f"tencent: tpl_id must be a number, got {value!r}", provider=self.name, code="1014"
+                f"tencent: tpl_id must be a number, got {value[:40]!r}", provider=self.name, code="1014"
             )
         return int(value)
 
-    def _pull(self, kind: int) -> list[Any]:
+    def _pull(self, kind: int) -> HttpCall:
         now, rand = int(self._clock()), new_random()
         body = {"max": PULL_MAX, "sig": signature(self._app_key, rand, now), "time": now, "type": kind}
-        code, answer = self._call(PULL_PATH, rand, body)
+        return self._call(PULL_PATH, rand, body)
+
+    def _items(self, response: httpx.Response) -> list[dict[str, Any]]:
+        """The items of a pullstatus answer; ``null`` or ``[]`` means nothing new."""
+        code, answer = self._coded_json(response, "result")
         if code != SUCCESS:
-            raise self._error(code, str(answer.get("errmsg") or ""), answer)
-        data = answer.get("data") or []
+            raise self._error(code, text(answer.get("errmsg")), answer)
+        data = answer.get("data")
+        if data is None:
+            return []
         if not isinstance(data, list):
-            raise TransientError(
-                "tencent: pullstatus data is not a list", provider=self.name, code="MALFORMED", raw=answer
-            )
-        return data
+            raise Unreadable("pullstatus data is not a list", answer)
+        return [item for item in data if isinstance(item, dict)]
 
-    def _receipt(self, item: Mapping[str, Any]) -> Receipt:
-        status = str(item.get("report_status") or "")
-        state = {"SUCCESS": DeliveryState.DELIVERED, "FAIL": DeliveryState.FAILED}.get(
-            status, DeliveryState.UNKNOWN
-        )
-        return Receipt(
-            provider=self.name,
-            phone=join_phone(str(item.get("nationcode") or ""), str(item.get("mobile") or "")),
-            state=state,
-            code=str(item.get("errmsg") or status),
-            vendor_id=str(item.get("sid") or ""),
-            at=str(item.get("user_receive_time") or ""),
-            raw=item,
-        )
-
-    def _call(self, path: str, rand: str, body: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-        """POST and read ``result``: ``(code, answer)``. An answer without a numeric ``result`` is
-        ``malformed`` (on HTTP 2xx a sendsms may have been acted on: ambiguous, never resent)."""
+    def _call(self, path: str, rand: str, body: Mapping[str, Any]) -> HttpCall:
+        """A call to ``path``: ``sdkappid`` and ``random`` in the query string, ``body`` as JSON."""
         params = {"sdkappid": self.settings.sdk_app_id, "random": rand}
-        response = self._post(self.settings.base_url + path, params=params, json=body)
-        return self._coded_json(response, "result")
+        return HttpCall(self.settings.base_url + path, json=body, params=params)
 
     def _error(self, code: str, text: str, answer: Any) -> ProviderError:
         hint = RETRY_AFTER.get(code)
@@ -278,12 +269,48 @@ class TencentProvider(Provider):
         return classify(self.name, code, text, CODES, answer, retry_after_s=wait_s)
 
 
+def _accepted(phone: str, answer: dict[str, Any], message: str) -> RecipientOutcome:
+    """The outcome of a ``result: 0``. Without a ``sid`` no receipt can ever be matched to it: still
+    accepted (result 0 is, per the document, the basis for billing: the message went out), with code
+    ``NO_SID``; the settle sweep fails it with ``NO_RECEIPT`` after the vendor's settle window."""
+    fee = _fee(answer.get("fee"))
+    sid = identifier(answer.get("sid"))
+    if sid is None:
+        return RecipientOutcome(phone, True, "", NO_SID, message or "accepted without a sid", fee)
+    return RecipientOutcome(phone, True, sid, SUCCESS, message, fee)
+
+
 def _fee(value: Any) -> int | None:
-    """Billed segments; None when the answer leaves ``fee`` out or garbles it."""
-    try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+    """Billed segments, or None (unknown) when the answer leaves ``fee`` out or garbles it (``1e400``,
+    ``NaN``, ``-1``, ``1.5``, a list). Unknown rather than malformed: ``result: 0`` with a ``sid`` is the
+    vendor's word that it took and bills the message, and ``fee`` only counts segments for our records;
+    refusing the answer over it would throw away a good ``sid`` (and, as ambiguous, the receipt match)."""
+    return whole(value, 0, MAX_FEE)
+
+
+def _receipt(item: dict[str, Any]) -> Receipt:
+    status = text(item.get("report_status")).strip()
+    return Receipt(
+        provider=TencentProvider.name,
+        phone=join_phone(text(item.get("nationcode")), text(item.get("mobile"))),
+        state=receipt_state(status, RECEIPT_STATES),
+        code=text(item.get("errmsg")) or status,
+        vendor_id=text(item.get("sid")),
+        at=text(item.get("user_receive_time")),
+        raw=item,
+    )
+
+
+def _inbound(item: dict[str, Any]) -> InboundMessage:
+    return InboundMessage(
+        provider=TencentProvider.name,
+        phone=join_phone(text(item.get("nationcode")), text(item.get("mobile"))),
+        content=text(item.get("text")),
+        at=text(item.get("time")),
+        ext=text(item.get("extend")),
+        raw=item,
+    )
+
 
 VENDOR = VendorDescriptor(
     name="tencent",

@@ -10,12 +10,13 @@ form-encoded body with ``rt=json``. Quirks worth knowing:
 - ``status`` is a string in some answers (``"0"``) and a number in others (smsoverage: ``0``).
 - The inbound (MO) page-size field is spelled ``szie`` (10–1000); the receipt one ``size`` (10–10000).
 - The document does not say which ``stat`` means delivered; its example shows ``MA:0029`` (a gateway
-  error). We read ``DELIVRD`` (the CMPP value) as delivered, an empty/``UNKNOWN`` stat as unknown and
-  anything else as failed.
+  error). We read the CMPP values (``DELIVRD`` delivered, ``UNDELIV``, ``EXPIRED``, ...) and gateway error
+  codes (``MA:0029``: undelivered) through ``RECEIPT_STATES``; anything else is unknown.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -28,6 +29,7 @@ from providers.base import (
     Balance,
     Capabilities,
     DeliveryState,
+    HttpCall,
     InboundMessage,
     Provider,
     Receipt,
@@ -35,6 +37,7 @@ from providers.base import (
     SendRequest,
     SendResult,
     classify,
+    receipt_state,
     vendor_code,
 )
 from providers.descriptor import VendorDescriptor
@@ -46,6 +49,7 @@ from providers.errors import (
     TransientError,
 )
 from providers.market_gateway import MarketGatewayAuth, gateway_error
+from providers.reading import Unreadable, identifier, number, text
 
 # Every code of the document's 返回码定义 table (the same table on all four endpoints).
 
@@ -95,6 +99,18 @@ MESSAGES: Mapping[str, str] = {
 }
 SUCCESS = "0"
 DELIVERED = "DELIVRD"
+# The receipt's ``stat``. The document names no value but its example's ``MA:0029``; the CMPP words are
+# read as CMPP means them, and a gateway error code (two letters, a colon, four digits: ``MA:0029``) is a
+# final failure, as in CMPP. Any other value (``UNKNOWN``, empty, new words) is no verdict.
+RECEIPT_STATES: Mapping[str, DeliveryState] = {
+    DELIVERED: DeliveryState.DELIVERED,
+    "UNDELIV": DeliveryState.UNDELIVERED,
+    "DELETED": DeliveryState.UNDELIVERED,
+    "EXPIRED": DeliveryState.EXPIRED,
+    "REJECTD": DeliveryState.REJECTED,
+    "UNKNOWN": DeliveryState.UNKNOWN,
+}
+_GATEWAY_ERROR = re.compile(r"[A-Z]{2}:[0-9]{4}")
 MAX_PHONES = 500
 RECEIPT_PAGE = (10, 10000)  # smsreport ``size``: default 1000
 INBOUND_PAGE = (10, 1000)  # smsmo ``szie``: default 1000
@@ -121,73 +137,63 @@ class XiaoruiProvider(Provider):
         self.inbound_page = inbound_page
         self._auth = MarketGatewayAuth.from_secrets(settings.secret_id, settings.secret_key)
 
-    def send(self, request: SendRequest) -> SendResult:
-        self._check_request(request)
-        body = {
-            "mobile": ",".join(request.phones),
-            "content": request.template.text,
-            "extno": self.settings.extno,
-        }
-        answer = self._call("/release/smssend", body)
+    # -- send (the hooks of ``Provider.send``) --------------------------------------------------------
+
+    def _check(self, request: SendRequest) -> None:
+        if not request.template.text:
+            raise RequestRejectedError("xiaorui: empty content", provider=self.name, code="1")
+
+    def _build(self, request: SendRequest) -> HttpCall:
+        fields = {"mobile": ",".join(request.phones), "content": request.template.text}
+        return self._call("/release/smssend", {**fields, "extno": self.settings.extno})
+
+    def _parse(self, response: httpx.Response, request: SendRequest) -> SendResult:
+        answer = self._answer(response)
         items = answer.get("list")
-        if not isinstance(items, list) or (request.phones and not items):
+        if not isinstance(items, list) or not items:
             # status 0 says the vendor took the call, but without per-phone results we cannot tell who.
             raise AmbiguousError(
                 "xiaorui: status 0 without a per-phone list", provider=self.name, code="NO_LIST", raw=answer
             )
         return SendResult(self.name, _outcomes(request.phones, items), raw=answer)
 
-    def _check_request(self, request: SendRequest) -> None:
-        if len(request.phones) > self.batch_size:
-            raise RequestRejectedError(
-                f"xiaorui: {len(request.phones)} phones in one call, at most {self.batch_size}",
-                provider=self.name,
-                code="102",
-                text=MESSAGES["102"],
-            )
-        if not request.phones:
-            raise RequestRejectedError("xiaorui: no phones to send to", provider=self.name, code="1")
-        if not request.template.text:
-            raise RequestRejectedError("xiaorui: empty content", provider=self.name, code="1")
+    # -- queries --------------------------------------------------------------------------------------
 
     def poll_receipts(self) -> Sequence[Receipt]:
         """Receipts not returned before (each comes once only), at most ``receipt_page`` per call."""
-        answer = self._call("/release/smsreport", {"size": str(self.receipt_page)})
-        return tuple(_receipt(item) for item in _items(answer))
+        call = self._call("/release/smsreport", {"size": str(self.receipt_page)})
+        return self._query(call, lambda response: tuple(map(_receipt, self._items(response))))
 
     def poll_inbound(self) -> Sequence[InboundMessage]:
         """Replies (MO) not returned before, at most ``inbound_page`` per call."""
         # The document spells the page-size field "szie" (sic); "size" is not what it reads here.
-        answer = self._call("/release/smsmo", {"action": "mo", "szie": str(self.inbound_page)})
-        return tuple(
-            InboundMessage(
-                provider=self.name,
-                phone=str(item.get("mobile", "")),
-                content=str(item.get("content", "")),
-                at=str(item.get("time", "")),
-                ext=str(item.get("accessCode", "")),
-                raw=item,
-            )
-            for item in _items(answer)
-        )
+        call = self._call("/release/smsmo", {"action": "mo", "szie": str(self.inbound_page)})
+        return self._query(call, lambda response: tuple(map(_inbound, self._items(response))))
 
     def balance(self) -> Sequence[Balance]:
         """The account balance; negative on a post-paid (``POSTCHARGE``) account, as in the document."""
-        answer = self._call("/release/smsoverage", {"action": "balance"})
-        try:
-            value = float(answer.get("balance", 0))
-        except (TypeError, ValueError):
-            raise _malformed("balance is not a number", answer) from None
-        return (Balance(self.name, str(answer.get("chargeType") or "balance"), value, raw=answer),)
+        return self._query(self._call("/release/smsoverage", {"action": "balance"}), self._balance)
 
-    def _call(self, path: str, fields: Mapping[str, str]) -> dict[str, Any]:
+    def _balance(self, response: httpx.Response) -> tuple[Balance]:
+        answer = self._answer(response)
+        value = number(answer.get("balance"))
+        if value is None:  # missing, NaN, Infinity, "lots": no reading at all rather than a wrong one
+            raise Unreadable("balance is not a finite number", answer)
+        return (Balance(self.name, text(answer.get("chargeType")) or "balance", value, raw=answer),)
+
+    # -- shared ---------------------------------------------------------------------------------------
+
+    def _call(self, path: str, fields: Mapping[str, str]) -> HttpCall:
         body = {
             "account": self.settings.account.get_secret_value(),
             "password": self.settings.password.get_secret_value(),
             "rt": "json",
             **fields,
         }
-        response = self._post(self.settings.base_url + path, data=body, auth=self._auth)
+        return HttpCall(self.settings.base_url + path, data=body, auth=self._auth)
+
+    def _answer(self, response: httpx.Response) -> dict[str, Any]:
+        """The answer of a call that succeeded (status 0); the gateway's refusal, or the vendor's error."""
         if (refused := gateway_error(self.name, response)) is not None:
             raise refused
         # ``status`` comes as "0" or 0; an answer without one is as unreadable as a body that is not JSON.
@@ -196,13 +202,23 @@ class XiaoruiProvider(Provider):
             raise classify(self.name, code, MESSAGES.get(code, ""), CODES, answer)
         return answer
 
+    def _items(self, response: httpx.Response) -> list[dict[str, Any]]:
+        """The answer's ``list``; ``null`` or ``[]`` means nothing new (the document's own example)."""
+        answer = self._answer(response)
+        items = answer.get("list")
+        if items is None:
+            return []
+        if not isinstance(items, list):
+            raise Unreadable("list is not a list", answer)
+        return [item for item in items if isinstance(item, dict)]
+
 
 def _outcomes(phones: Sequence[str], items: list[Any]) -> tuple[RecipientOutcome, ...]:
     """One outcome per phone we sent, matched by ``mobile`` (in order, should a phone repeat)."""
     by_phone: dict[str, deque[dict[str, Any]]] = defaultdict(deque)
     for item in items:
         if isinstance(item, dict):
-            by_phone[str(item.get("mobile", ""))].append(item)
+            by_phone[text(item.get("mobile"))].append(item)
     outcomes = []
     for phone in phones:
         if not by_phone[phone]:
@@ -211,7 +227,7 @@ def _outcomes(phones: Sequence[str], items: list[Any]) -> tuple[RecipientOutcome
             continue
         item = by_phone[phone].popleft()
         result = vendor_code(item, "result")
-        mid = str(item.get("mid") or "")
+        mid = identifier(item.get("mid")) or ""
         if result is None:  # an accepted call, but this phone's result is unreadable: failed, never resent
             outcomes.append(RecipientOutcome(phone, False, mid, "MALFORMED", "unreadable per-phone result"))
         elif result == SUCCESS:
@@ -222,44 +238,34 @@ def _outcomes(phones: Sequence[str], items: list[Any]) -> tuple[RecipientOutcome
 
 
 def _receipt(item: dict[str, Any]) -> Receipt:
-    stat = str(item.get("stat") or "")
-    if stat == DELIVERED:
-        state = DeliveryState.DELIVERED
-    elif stat in ("", "UNKNOWN"):
-        state = DeliveryState.UNKNOWN
-    else:
-        state = DeliveryState.FAILED
+    stat = text(item.get("stat")).strip()
+    other = DeliveryState.UNDELIVERED if _GATEWAY_ERROR.fullmatch(stat) else DeliveryState.UNKNOWN
     return Receipt(
         provider=XiaoruiProvider.name,
-        phone=str(item.get("mobile", "")),
-        state=state,
+        phone=text(item.get("mobile")),
+        state=receipt_state(stat, RECEIPT_STATES, other),
         code=stat,
-        vendor_id=str(item.get("mid", "")),
-        at=str(item.get("time", "")),
+        vendor_id=text(item.get("mid")),
+        at=text(item.get("time")),
         raw=item,
     )
 
 
-def _items(answer: dict[str, Any]) -> list[dict[str, Any]]:
-    """The answer's ``list``; ``null`` or ``[]`` means nothing new (the document's own example)."""
-    items = answer.get("list")
-    if items is None:
-        return []
-    if not isinstance(items, list):
-        raise _malformed("list is not a list", answer)
-    return [item for item in items if isinstance(item, dict)]
-
-
-def _malformed(what: str, answer: Any) -> TransientError:
-    """A query answer (receipts, replies, balance) we cannot read: transient, asking again sends nothing."""
-    return TransientError(
-        f"xiaorui: malformed answer: {what}", provider=XiaoruiProvider.name, code="MALFORMED", raw=answer
+def _inbound(item: dict[str, Any]) -> InboundMessage:
+    return InboundMessage(
+        provider=XiaoruiProvider.name,
+        phone=text(item.get("mobile")),
+        content=text(item.get("content")),
+        at=text(item.get("time")),
+        ext=text(item.get("accessCode")),
+        raw=item,
     )
 
 
 def _check_range(name: str, value: int, bounds: tuple[int, int]) -> None:
     if not bounds[0] <= value <= bounds[1]:
         raise ValueError(f"{name} must be within {bounds[0]}..{bounds[1]}, not {value}")
+
 
 VENDOR = VendorDescriptor(
     name="xiaorui",

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+from email.utils import parsedate_to_datetime
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
 from config.settings import DeepfinchSettings, Settings
 from providers.base import RenderedTemplate, SendRequest
-from providers.deepfinch import CODES, HTTP_STATUS, DeepfinchProvider, content_pairs
+from providers.deepfinch import (
+    CODES,
+    HTTP_STATUS,
+    MAX_RETRY_AFTER_S,
+    DeepfinchProvider,
+    content_pairs,
+    retry_after_s,
+)
 from providers.errors import (
     AmbiguousError,
     ConfigError,
@@ -224,3 +233,55 @@ def test_round_trip_injected_statuses(
     assert demo_sim.state.counters("deepfinch").received == {}
 
 
+
+
+# -- hostile answers (issue 6) ----------------------------------------------------------------------------
+
+RATE_LIMITED = json.dumps({"status": "RATE_LIMIT_EXCEEDED", "reason": "调用频率超出限额"})
+
+
+@pytest.mark.parametrize(
+    ("header", "wait_s"),
+    [
+        ("7", 7.0), ("2.5", 2.5), ("0", 0.0), (" 30 ", 30.0),
+        ("inf", None), ("Infinity", None), ("nan", None), ("NaN", None), ("-5", None), ("1e400", None),
+        ("soon", None), ("", None),
+        ("86400", MAX_RETRY_AFTER_S), ("9" * 400, MAX_RETRY_AFTER_S),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0), ("Fri, 31 Dec 9999 23:59:59 GMT", MAX_RETRY_AFTER_S),
+    ],
+)
+def test_retry_after_is_none_or_a_finite_wait_within_the_cap(header: str, wait_s: float | None) -> None:
+    # "inf" raised OverflowError in the worker's schedule_retry (issue 10); NaN and negatives passed through.
+    with pytest.raises(RateLimitedError) as raised:
+        provider_for(Recorder(RATE_LIMITED, status=403, headers={"Retry-After": header})).send(request_for())
+    assert raised.value.retry_after_s == wait_s
+
+
+def test_retry_after_as_an_http_date_is_the_time_left() -> None:
+    response = httpx.Response(429, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})
+    now = parsedate_to_datetime("Wed, 21 Oct 2015 07:27:00 GMT").timestamp()
+    assert retry_after_s(response, now=now) == 60.0
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ('{"status": "INTERNAL_ERROR", "reason": "服务器内部错误"}', "INTERNAL_ERROR"),
+        ("[" * 1000, "HTTP500"),
+        ('{"status": "INVALID_ARGUMENT"}', "HTTP500"),  # a 5xx is a server failure whatever it says
+        ('{"status": ["INTERNAL_ERROR"]}', "HTTP500"),
+        ("<html>500</html>", "HTTP500"),
+    ],
+)
+def test_a_5xx_is_transient_with_the_vendors_status_if_it_names_a_transient_one(body: str, code: str) -> None:
+    with pytest.raises(TransientError) as raised:
+        provider_for(Recorder(body, status=500)).send(request_for())
+    assert raised.value.code == code
+
+
+def test_a_status_of_the_wrong_type_is_unreadable_and_a_long_one_is_cut() -> None:
+    with pytest.raises(AmbiguousError):  # 2xx: the vendor may have sent it
+        provider_for(Recorder('{"status": ["OK"]}')).send(request_for())
+    with pytest.raises(RequestRejectedError) as raised:
+        provider_for(Recorder(json.dumps({"status": "X" * 10_000}), status=400)).send(request_for())
+    assert raised.value.code == "X" * 64

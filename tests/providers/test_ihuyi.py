@@ -26,6 +26,7 @@ from providers.errors import (
 )
 from providers.ihuyi import (
     CODES,
+    NO_SMSID,
     PER_NUMBER,
     IhuyiProvider,
     balance_password,
@@ -200,7 +201,8 @@ def test_content_at_the_limits_is_sent(content: str) -> None:
 
 @pytest.mark.parametrize(
     ("phones", "code"),
-    [(("+85291234567",), "406"), (("1380013800",), "406"), ((PHONE, "13800138001"), ""), ((), "")],
+    [(("+85291234567",), "406"), (("1380013800",), "406"), ((PHONE, "13800138001"), "BATCH_SIZE"),
+     ((), "BATCH_SIZE")],
 )
 def test_numbers_the_vendor_would_refuse_are_refused_before_any_call(
     phones: tuple[str, ...], code: str
@@ -307,7 +309,7 @@ def test_balance_failures() -> None:
         provider_for(Recorder(answer(405, "API ID 或 API KEY 不正确"))).balance()
     assert raised.value.code == "405"
     # A query: asking again sends nothing, so an unreadable answer is transient.
-    with pytest.raises(TransientError, match="without a number") as malformed:
+    with pytest.raises(TransientError, match="without a finite num") as malformed:
         provider_for(Recorder(answer(2, "查询成功", num=None))).balance()
     assert (type(malformed.value), malformed.value.code) == (TransientError, "MALFORMED")
 
@@ -452,3 +454,30 @@ def test_round_trip_out_of_credit_is_4051(
         sim_provider(IhuyiProvider, demo_sim, demo_settings).send(text())
     assert raised.value.code == "4051"
     assert demo_sim.state.counters("ihuyi").received == {}
+
+
+# -- hostile answers (issue 6) ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "num", ["NaN", "Infinity", "1e400", '"nan"', '"inf"', "1" + "0" * 400, '"398条"', "true"]
+)
+def test_a_balance_that_is_not_a_finite_number_is_a_transient_malformed_answer(num: str) -> None:
+    body = f'{{"code": 2, "msg": "查询成功", "num": {num}}}'
+    with pytest.raises(TransientError) as raised:
+        provider_for(Recorder(body)).balance()
+    assert (type(raised.value), raised.value.code) == (TransientError, "MALFORMED")
+
+
+@pytest.mark.parametrize("smsid", ['"0"', '""', "null", "[]", "0.5"])
+def test_a_success_without_a_smsid_is_accepted_with_code_no_smsid(smsid: str) -> None:
+    body = f'{{"code": 2, "msg": "提交成功", "smsid": {smsid}}}'
+    request = SendRequest((PHONE,), RenderedTemplate("", text=DOC_CONTENT))
+    (outcome,) = provider_for(Recorder(body)).send(request).outcomes
+    assert (outcome.accepted, outcome.vendor_id, outcome.code) == (True, "", NO_SMSID)
+
+
+def test_an_expired_balance_password_is_signed_again_once() -> None:
+    recorder = Recorder(answer(40501, "动态密码已过期"), answer(2, "查询成功", num=398))
+    (balance,) = provider_for(recorder, DYNAMIC).balance()
+    assert (balance.value, len(recorder.requests)) == (398.0, 2)

@@ -270,3 +270,130 @@ def test_an_unreadable_accepted_answer_is_ambiguous_not_a_crash(answer: dict) ->
         mock_provider(lambda request: httpx.Response(200, json=answer)).send(
             SendRequest(("13800138000",), TEMPLATE)
         )
+
+
+# -- hostile answers (issue 6) ----------------------------------------------------------------------------
+
+DOC_PHONES = ("13900000001", "13900000002", "13900000003")
+
+
+def send_with(answer: object, status: int = 200) -> object:
+    """``send`` of DOC_PHONES against one answer (JSON of ``answer``), returning the result."""
+    provider = mock_provider(lambda request: httpx.Response(status, json=answer))
+    return provider.send(SendRequest(DOC_PHONES, TEMPLATE))
+
+
+@pytest.mark.parametrize(
+    "fail_phones",
+    ["13900000002,13900000003", ["13900000002", "13900000003"], [" 13900000002", "13900000003 "]],
+)
+def test_fail_phones_as_a_comma_string_or_a_json_list_are_refused(fail_phones: object) -> None:
+    # The list form was read as "['13900000002', '13900000003']" and split on ",": nobody refused.
+    answer = {"code": 200, "data": {"msgId": "822515453833289728", "desc": "null", "failPhones": fail_phones}}
+    result = send_with(answer)
+    assert [(o.phone, o.accepted, o.code) for o in result.outcomes] == [  # type: ignore[attr-defined]
+        ("13900000001", True, "200"),
+        ("13900000002", False, "FAIL_PHONE"),
+        ("13900000003", False, "FAIL_PHONE"),
+    ]
+
+
+@pytest.mark.parametrize("fail_phones", [13900000002, [13900000002], {"phone": "13900000002"}, True, [["x"]]])
+def test_fail_phones_of_another_shape_leave_the_batch_ambiguous(fail_phones: object) -> None:
+    answer = {"code": 200, "data": {"msgId": "822515453833289728", "failPhones": fail_phones}}
+    with pytest.raises(AmbiguousError) as raised:
+        send_with(answer)
+    assert raised.value.code == "MALFORMED"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{}, {"msgId": ""}, {"msgId": "  "}, {"msgId": None}, {"msgId": 574730770464800768}, {"msgId": ["5747"]},
+     {"desc": "null", "failPhones": ""}],
+    ids=["none", "empty", "blank", "null", "number", "list", "desc-only"],
+)
+def test_code_200_without_a_msg_id_is_ambiguous_and_never_resent(data: dict) -> None:  # type: ignore[type-arg]
+    # The document: "msgId ... 该值不为空，说明平台已经接收提交的短信任务": no msgId, no sign it was taken.
+    calls: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200, json={"code": 200, "data": data, "requestId": "47b98424"})
+
+    with pytest.raises(AmbiguousError) as raised:
+        mock_provider(answer).send(SendRequest(DOC_PHONES, TEMPLATE, bid="m.0"))
+    assert (raised.value.code, len(calls)) == ("MALFORMED", 1)
+    assert "msgId" in str(raised.value)
+
+
+def test_send_batch_s_lowercase_msgid_is_read() -> None:
+    # sendBatch's field table spells it ``msgid``.
+    result = send_with({"code": 200, "data": {"msgid": "574729305331499008"}})
+    assert result.batch_id == "574729305331499008"  # type: ignore[attr-defined]
+
+
+DOC_RESIDUE = {
+    "code": 200,
+    "data": [{"itemName": "行业短信", "residueValue": 9784}, {"itemName": "会员短信", "residueValue": 10007},
+             {"itemName": "推广短信", "residueValue": 6506}],
+    "requestId": "28284840-5224-4167-a57d-3b76d11f5705",
+}
+
+
+def test_balance_reads_the_documents_example() -> None:
+    balances = mock_provider(lambda request: httpx.Response(200, json=DOC_RESIDUE)).balance()
+    assert [(b.item, b.value) for b in balances] == [
+        ("行业短信", 9784.0), ("会员短信", 10007.0), ("推广短信", 6506.0)
+    ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"code":200,"data":5}',
+        '{"code":200,"data":null}',
+        '{"code":200,"data":[{"itemName":"行业短信","residueValue":NaN}]}',
+        '{"code":200,"data":[{"itemName":"行业短信","residueValue":Infinity}]}',
+        '{"code":200,"data":[{"itemName":"行业短信","residueValue":1e400}]}',
+        '{"code":200,"data":[{"itemName":"行业短信","residueValue":"nan"}]}',
+        '{"code":200,"data":[{"itemName":"行业短信","residueValue":1' + "0" * 400 + "}]}",
+        '{"code":200,"data":[{"itemName":"行业短信"}]}',
+        '{"code":200,"data":[{"itemName":"行业短信","residueValue":{"v":1}}]}',
+        '{"code":200,"data":["行业短信"]}',
+    ],
+    ids=["number", "null", "NaN", "Infinity", "1e400", "nan-str", "400-digits", "missing", "object", "str"],
+)
+def test_a_balance_that_is_not_a_finite_number_is_a_transient_malformed_answer(body: str) -> None:
+    provider = mock_provider(lambda request: httpx.Response(200, text=body))
+    with pytest.raises(TransientError) as raised:
+        provider.balance()
+    assert (type(raised.value), raised.value.code) == (TransientError, "MALFORMED")
+
+
+def test_receipt_statuses_map_through_the_table_and_keep_the_vendors_word() -> None:
+    # "除DELIVRD外，其他都是未送达": every status but DELIVRD is not delivered; a missing one is no verdict.
+    statuses = ["DELIVRD", "UNDELIV", "EXPIRED", "REJECTD", "DELETED", "ACCEPTD", "UNKNOWN", "MI:0013"]
+    statuses += ["", None]
+    items = [
+        {"msgId": "640614750879358976", "tel": f"1390000{i:04d}", "arrive": s, "arriveTime": "2308071315"}
+        for i, s in enumerate(statuses)
+    ]
+    receipts = mock_provider(
+        lambda request: httpx.Response(200, json={"code": 200, "message": "查询成功", "data": items})
+    ).poll_receipts()
+    assert [(r.state, r.code) for r in receipts] == [
+        (DeliveryState.DELIVERED, "DELIVRD"), (DeliveryState.UNDELIVERED, "UNDELIV"),
+        (DeliveryState.EXPIRED, "EXPIRED"), (DeliveryState.REJECTED, "REJECTD"),
+        (DeliveryState.UNDELIVERED, "DELETED"), (DeliveryState.UNDELIVERED, "ACCEPTD"),
+        (DeliveryState.UNDELIVERED, "UNKNOWN"), (DeliveryState.UNDELIVERED, "MI:0013"),
+        (DeliveryState.UNKNOWN, ""), (DeliveryState.UNKNOWN, ""),
+    ]
+
+
+@pytest.mark.parametrize("body", ["[" * 1000, '{"code":200,"data":{"x":1}}', "<html>502</html>"])
+def test_an_unreadable_receipt_page_is_transient_not_ambiguous(body: str) -> None:
+    # Asking again sends nothing, so the poller retries it rather than treating it as a send.
+    provider = mock_provider(lambda request: httpx.Response(200, text=body))
+    with pytest.raises(TransientError) as raised:
+        provider.poll_receipts()
+    assert (type(raised.value), raised.value.code) == (TransientError, "MALFORMED")

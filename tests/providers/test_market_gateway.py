@@ -189,3 +189,24 @@ def test_gateway_refusals_are_config_errors(response: httpx.Response, code: str)
 )
 def test_vendor_answers_are_not_gateway_refusals(response: httpx.Response) -> None:
     assert gateway_error("deepfinch", response) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code", "text"),
+    [
+        (401, b"[" * 1000, "GATEWAY_401", "[" * 200),  # RecursionError before (issue 10)
+        (403, b'{"message": ' * 500 + b'"x"' + b"}" * 500, None, ""),
+        (401, b'{"message": ["a", {"b": 1}]}', "GATEWAY_401", ""),
+        (403, b'{"message": "\\ud800 refused"}', "GATEWAY_403", "? refused"),
+        (401, "签名错误".encode("gbk"), "GATEWAY_401", None),
+    ],
+    ids=["deep-401", "deep-403", "message-not-text", "lone-surrogate", "gbk"],
+)
+def test_a_hostile_refusal_body_is_read_without_raising(
+    status: int, body: bytes, code: str | None, text: str | None
+) -> None:
+    error = gateway_error("xiaorui", httpx.Response(status, content=body))
+    assert (error.code if error else None) == code
+    if error is not None and text is not None:
+        assert error.text == text
+        error.text.encode()  # writable anywhere

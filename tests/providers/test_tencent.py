@@ -34,6 +34,7 @@ from providers.simulator.server import SimulatorServer
 from providers.tencent import (
     BEIJING,
     CODES,
+    NO_SID,
     PER_RECIPIENT,
     SEND_PATH,
     TencentProvider,
@@ -194,8 +195,8 @@ def test_international_numbers_travel_with_their_nationcode(phone: str, nationco
         (SendRequest(("12345",), DOC_TEMPLATE), "1016"),
         (SendRequest(("+8612345678",), DOC_TEMPLATE), "1016"),
         (SendRequest(("13800138000",), RenderedTemplate("SMS_19", ("1",))), "1014"),
-        (SendRequest(("13800138000", "13800138001"), DOC_TEMPLATE), ""),
-        (SendRequest((), DOC_TEMPLATE), ""),
+        (SendRequest(("13800138000", "13800138001"), DOC_TEMPLATE), "BATCH_SIZE"),
+        (SendRequest((), DOC_TEMPLATE), "BATCH_SIZE"),
     ],
 )
 def test_what_tencent_would_refuse_is_refused_before_any_call(request_: SendRequest, code: str) -> None:
@@ -321,7 +322,7 @@ def test_receipts_are_pulled_with_a_sig_without_mobile() -> None:
     }
     assert [(r.phone, r.state, r.code, r.vendor_id, r.at) for r in receipts] == [
         ("13788888888", DeliveryState.DELIVERED, "DELIVRD", "s1", "2015-10-17 08:03:04"),
-        ("+85291234567", DeliveryState.FAILED, "MK:0001", "s2", "2015-10-17 08:03:05"),
+        ("+85291234567", DeliveryState.UNDELIVERED, "MK:0001", "s2", "2015-10-17 08:03:05"),
     ]
     assert receipts[0].raw == items[0]
 
@@ -518,3 +519,45 @@ def test_round_trip_injected_transient_codes(
     assert demo_sim.state.counters("tencent").received == {}
 
 
+
+
+# -- hostile answers (issue 6) ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fee", ["1e400", "NaN", "Infinity", "-1", "1.5", '"lots"', "[1]", "null", "1" + "0" * 400, "101"]
+)
+def test_an_unreadable_fee_is_unknown_and_the_send_still_accepted(fee: str) -> None:
+    # 1e400 raised OverflowError (issue 10). result 0 with a sid is the vendor's word: the fee is only ours.
+    body = f'{{"result": 0, "errmsg": "OK", "ext": "", "fee": {fee}, "sid": "8:abc"}}'
+    (outcome,) = provider_for(Recorder(body)).send(SendRequest(("13788888888",), DOC_TEMPLATE)).outcomes
+    assert (outcome.accepted, outcome.vendor_id, outcome.code, outcome.fee) == (True, "8:abc", "0", None)
+
+
+@pytest.mark.parametrize("sid", ["", " ", "null", "[]", '{"id": 1}', "true", "1.5"])
+def test_a_success_without_a_sid_is_accepted_with_code_no_sid(sid: str) -> None:
+    # It can never be matched to a receipt: the settle sweep fails it with NO_RECEIPT after the window.
+    body = '{"result": 0, "errmsg": "OK", "fee": 1' + (f', "sid": {sid}' if sid.strip() else "") + "}"
+    result = provider_for(Recorder(body)).send(SendRequest(("13788888888",), DOC_TEMPLATE))
+    (outcome,) = result.outcomes
+    assert (outcome.accepted, outcome.vendor_id, outcome.code, outcome.fee) == (True, "", NO_SID, 1)
+    assert result.batch_id == ""
+
+
+def test_receipt_statuses_map_through_the_table() -> None:
+    items = [
+        {"mobile": "13788888888", "nationcode": "86", "report_status": status, "errmsg": errmsg, "sid": "s"}
+        for status, errmsg in [("SUCCESS", "DELIVRD"), ("FAIL", "MK:0001"), ("PENDING", ""), (None, None)]
+    ]
+    receipts = provider_for(Recorder(answer(0, "ok", count=4, data=items))).poll_receipts()
+    assert [(r.state, r.code) for r in receipts] == [
+        (DeliveryState.DELIVERED, "DELIVRD"), (DeliveryState.UNDELIVERED, "MK:0001"),
+        (DeliveryState.UNKNOWN, "PENDING"), (DeliveryState.UNKNOWN, ""),
+    ]
+
+
+def test_a_template_id_too_long_for_a_number_is_refused_before_any_call() -> None:
+    recorder = Recorder(DOC_RESPONSE)
+    with pytest.raises(RequestRejectedError) as raised:  # int() of 5000 digits raised ValueError
+        provider_for(recorder).send(SendRequest(("13788888888",), RenderedTemplate("9" * 5000)))
+    assert (raised.value.code, recorder.requests) == ("1014", [])
