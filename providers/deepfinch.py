@@ -43,7 +43,6 @@ from providers.errors import (
 from providers.market_gateway import MarketGatewayAuth, gateway_error
 from providers.reading import UNREADABLE, Unreadable, decode_json, identifier, number, text
 
-# Every status the document names: the failure example and the 返回码定义 table.
 
 class DeepfinchSettings(VendorSettings):
     """``SMSD_DEEPFINCH__*``: the market gateway's SecretId/SecretKey. Times in s."""
@@ -57,6 +56,7 @@ class DeepfinchSettings(VendorSettings):
         return ("secret_id", "secret_key")
 
 
+# Every status the document names: the failure example and the 返回码定义 table.
 CODES: Mapping[str, type[ProviderError]] = {
     "INVALID_ARGUMENT": RequestRejectedError,  # e.g. "content mismatch": variables do not fit the template
     # 400 "核验测失败" (check failed): the vendor's check of this request failed; the same request fails

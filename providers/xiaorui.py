@@ -51,7 +51,6 @@ from providers.errors import (
 from providers.market_gateway import MarketGatewayAuth, gateway_error
 from providers.reading import Unreadable, identifier, number, text
 
-# Every code of the document's 返回码定义 table (the same table on all four endpoints).
 
 class XiaoruiSettings(VendorSettings):
     """``SMSD_XIAORUI__*``: the market gateway's SecretId/SecretKey and the vendor account. Times in s."""
@@ -69,6 +68,7 @@ class XiaoruiSettings(VendorSettings):
         return ("secret_id", "secret_key", "account", "password")
 
 
+# Every code of the document's 返回码定义 table (the same table on all four endpoints).
 CODES: Mapping[str, type[ProviderError]] = {
     "1": RequestRejectedError,  # 消息包格式错误: our request is malformed; resending it fails the same way
     "2": ConfigError,  # IP鉴权错误: our egress IP is not whitelisted
