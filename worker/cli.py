@@ -130,5 +130,14 @@ def status(message_id: str, show: bool) -> None:
             click.echo(f"{mask(phone):<16}{rec.state:<13}{rec.provider:<10}{rec.code:<10}{when}  {rec.text}")
 
 
+def _register_commands() -> None:
+    from worker.commands import register_all
+
+    register_all(main)
+
+
+_register_commands()
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
