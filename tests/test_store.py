@@ -143,6 +143,15 @@ def test_an_opt_out_that_came_in_before_a_retry_still_holds(store: Store, r: red
     assert store.records("m1")[P2].state == State.OPTED_OUT
 
 
+def test_a_kind_exempt_from_opt_outs_sends_to_an_opted_out_phone(store: Store, r: redis.Redis) -> None:
+    r.sadd(Keys.optout, P1)
+    rules = parse_rules(["5/1h"])
+    otp = store.claim("m1", "otp", "infocloud", [P1], rules, STALE_MS, "tok-a", honour_optout=False)
+    marketing = store.claim("m2", "marketing", "infocloud", [P1], rules, STALE_MS, "tok-b")
+    assert (otp.send, otp.opted_out) == ((P1,), ())
+    assert (marketing.send, marketing.opted_out) == ((), (P1,))
+
+
 def test_a_claim_that_refuses_every_phone_still_leaves_its_keys_expiring(
     store: Store, r: redis.Redis, settings: Settings
 ) -> None:

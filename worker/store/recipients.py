@@ -120,16 +120,19 @@ class RecipientsMixin(StoreBase):
         rules: Sequence[LimitRule],
         stale_ms: int,
         token: str,
+        *,
+        honour_optout: bool = True,
     ) -> Claim:
-        """Claim ``phones`` for one vendor call: skip what is done, refuse what is opted out or over a
-        limit, charge the limits of the rest and mark them sending under ``token``."""
+        """Claim ``phones`` for one vendor call: skip what is done, refuse what is opted out (when the
+        kind honours opt-outs) or over a limit, charge the limits of the rest and mark them sending under
+        ``token``."""
         now = time.time()
         limit_keys = [Keys.limit(kind, rule.window_s, window_bucket(rule, now)) for rule in rules]
         args: list[str | int] = [int(now * 1000), stale_ms, len(rules)]
         args += [rule.count for rule in rules]
         args += [rule.window_s + 60 for rule in rules]
         args += [str(rule) for rule in rules]
-        args += [provider, token, self.ttl, *phones]
+        args += [provider, token, self.ttl, "1" if honour_optout else "0", *phones]
         codes: list[str] = self._script("claim")(
             keys=[Keys.recipients(message_id), Keys.optout, *limit_keys], args=args
         )

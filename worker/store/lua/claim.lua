@@ -10,7 +10,8 @@
 -- KEYS[3..] one limit hash per rule (phone -> count in the current window)
 -- ARGV[1] now (ms)   ARGV[2] stale after (ms)   ARGV[3] number of rules (n)
 -- ARGV[4..3+n] rule counts   ARGV[4+n..3+2n] limit key TTLs (s)   ARGV[4+2n..3+3n] rule labels
--- ARGV[4+3n] provider   ARGV[5+3n] claim token   ARGV[6+3n] recipients TTL (s)   ARGV[7+3n..] phones
+-- ARGV[4+3n] provider   ARGV[5+3n] claim token   ARGV[6+3n] recipients TTL (s)
+-- ARGV[7+3n] "1" if this kind honours opt-outs (OTPs do not, by default)   ARGV[8+3n..] phones
 -- Returns one code per phone: S send | O opted out | L<i> over rule i (1-based) | W in flight elsewhere
 --   | A orphan (was sending, the sender vanished) | D<state> already done
 local SEP = "\31"
@@ -20,9 +21,9 @@ local n = tonumber(ARGV[3])
 local provider = ARGV[4 + 3 * n]
 local token = ARGV[5 + 3 * n]
 local ttl = tonumber(ARGV[6 + 3 * n])
-local first = 7 + 3 * n
+local first = 8 + 3 * n
 local sending = "sending" .. SEP .. now .. SEP .. provider .. SEP .. token .. SEP .. SEP
-local check_optout = redis.call("EXISTS", KEYS[2]) == 1
+local check_optout = ARGV[7 + 3 * n] == "1" and redis.call("EXISTS", KEYS[2]) == 1
 local out = {}
 
 local function record(state, code, text)
