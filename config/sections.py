@@ -51,6 +51,15 @@ class VendorSettings(Section):
     )
     receipt_page_size: int = Field(100, ge=1, le=100_000, description="a full page means: ask again at once")
     settle_s: TtlSeconds = Field(72 * 3600, description="an unconfirmed send without receipt is failed after")
+    inbound_poll_interval_s: Interval = Field(60.0, description="beat pulls inbound replies this often")
+    balance_poll_interval_s: Interval = Field(300.0, description="beat reads the balance this often")
+    balance_threshold: float = Field(0.0, ge=0, description="a balance below this logs an error (0: never)")
+    push_token: SecretStr = Field(
+        SecretStr(""), description="secret in the push URL (/push/<vendor>/...?token=)"
+    )
+    push_allow_ips: tuple[str, ...] = Field(
+        (), description="addresses or networks allowed to push (empty: any)"
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -60,7 +69,8 @@ class VendorSettings(Section):
     def configured(self) -> bool:
         """True when every credential field is set (non-empty)."""
         return all(
-            getattr(self, name).get_secret_value() if isinstance(getattr(self, name), SecretStr)
+            getattr(self, name).get_secret_value()
+            if isinstance(getattr(self, name), SecretStr)
             else bool(getattr(self, name))
             for name in self.credential_fields()
         )

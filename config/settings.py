@@ -33,6 +33,7 @@ from pydantic_settings import SettingsError as SourceError
 from redis.connection import parse_url
 
 from config.limits import DEFAULT_LIMITS, LimitRule, parse_rules
+from config.returnpath import BreakerSettings, OptoutSettings, PushSettings, WebhookSettings
 from config.sections import DAY_S, RetrySettings, TtlSeconds, VendorSettings
 from config.templates import TemplateBase, template_model
 from providers.descriptor import VendorDescriptor
@@ -149,6 +150,10 @@ class SettingsBase(BaseSettings):
     log_json: bool | None = Field(None, description="unset: JSON unless stderr is a terminal")
 
     retry: RetrySettings = RetrySettings()
+    push: PushSettings = PushSettings()
+    optout: OptoutSettings = OptoutSettings()
+    breaker: BreakerSettings = BreakerSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     limits: dict[KindKey, Limits] = Field(default_factory=lambda: dict(DEFAULT_LIMITS))
     templates: dict[str, TemplateBase] = Field(default_factory=dict)
     routing: dict[KindKey, tuple[str, ...]] = Field(default_factory=dict)  # made per registry: settings_model
@@ -233,9 +238,7 @@ def settings_model(vendors: Mapping[str, VendorDescriptor]) -> type[SettingsBase
         dict[KindKey, route_type],
         Field(default_factory=dict, validate_default=True, description="per kind, the providers in order"),
     )
-    model: type[SettingsBase] = create_model(
-        "Settings", __base__=SettingsBase, __module__=__name__, **fields
-    )
+    model: type[SettingsBase] = create_model("Settings", __base__=SettingsBase, __module__=__name__, **fields)
     model.vendor_names = tuple(vendors)
     return model
 

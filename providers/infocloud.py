@@ -65,7 +65,8 @@ class InfocloudSettings(VendorSettings):
     # Three queries a minute: poll every 21 s so that each minute's three slots are used (a 60 s beat
     # against a 60 s window skipped whole minutes), within the margin tasks.poll keeps over the window.
     receipt_poll_interval_s: Interval = 21.0
-    balance_interval_s: float = Field(15.0, ge=15.0, le=86400)
+    # residueValue/qry: at most once every 15 s (the vendor's rule; the poll also holds it in Redis).
+    balance_poll_interval_s: float = Field(60.0, ge=15.0, le=86400)
     receipt_page_size: int = Field(600, ge=1, le=600)
 
     def credential_fields(self) -> tuple[str, ...]:

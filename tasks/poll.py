@@ -31,6 +31,7 @@ MAX_PAGES = 50  # per run; beat calls again
 CADENCE_MARGIN = 1.05
 CADENCE_SLACK_S = 1.0
 ORPHAN_PAGE_S = 60  # a stored page not applied after this long belongs to a poller that died
+RETRIED: dict[str, Any] = {"autoretry_for": INFRA_ERRORS, "retry_backoff": 2, "max_retries": 5}
 
 
 def _store(settings: Settings | None = None) -> Store:
@@ -38,9 +39,7 @@ def _store(settings: Settings | None = None) -> Store:
     return Store(get_redis(settings), settings)
 
 
-@app.task(
-    bind=True, name="tasks.poll.poll_receipts", autoretry_for=INFRA_ERRORS, retry_backoff=2, max_retries=5
-)
+@app.task(bind=True, name="tasks.poll.poll_receipts", **RETRIED)
 def poll_receipts(self: Task, provider: str = "infocloud") -> int:
     """Pull receipts while full pages come back, within the vendor's query cadence (held in Redis, so
     every worker and beat together keep it). Returns how many recipients moved."""
@@ -81,9 +80,9 @@ def apply_page(store: Store, provider: str, receipts: Any) -> int:
     return applied
 
 
-@app.task(name="tasks.poll.drain_receipts", autoretry_for=INFRA_ERRORS, retry_backoff=2, max_retries=5)
+@app.task(name="tasks.poll.drain_receipts", **RETRIED)
 def drain_receipts(limit: int = 100) -> int:
-    """Apply receipt pages that were stored but never applied (their poller died). Returns recipients moved."""
+    """Apply receipt pages stored but never applied (their poller died). Returns recipients moved."""
     store = _store()
     moved = pages = 0
     for entry_id, provider, receipts in store.stale_receipt_pages(now_ms() - ORPHAN_PAGE_S * 1000, limit):
@@ -96,7 +95,7 @@ def drain_receipts(limit: int = 100) -> int:
     return moved
 
 
-@app.task(name="tasks.poll.release_deferred", autoretry_for=INFRA_ERRORS, retry_backoff=2, max_retries=5)
+@app.task(name="tasks.poll.release_deferred", **RETRIED)
 def release_deferred(limit: int = 500) -> int:
     """Queue the chunk retries whose long wait is over (kept in Redis, not as Celery countdowns)."""
     from tasks.send import dispatch_chunk
@@ -111,7 +110,7 @@ def release_deferred(limit: int = 500) -> int:
     return released
 
 
-@app.task(name="tasks.poll.sweep_leases", autoretry_for=INFRA_ERRORS, retry_backoff=2, max_retries=5)
+@app.task(name="tasks.poll.sweep_leases", **RETRIED)
 def sweep_leases(limit: int = 1000) -> dict[str, int]:
     """Queue again every open chunk whose lease ran out while its queue is empty: its task was lost. A
     lease that ran out behind a queue still full is moved on (the task is waiting its turn). Queuing a
@@ -145,7 +144,7 @@ def sweep_leases(limit: int = 1000) -> dict[str, int]:
     return counts
 
 
-@app.task(name="tasks.poll.settle_overdue", autoretry_for=INFRA_ERRORS, retry_backoff=2, max_retries=5)
+@app.task(name="tasks.poll.settle_overdue", **RETRIED)
 def settle_overdue(limit: int = 1000) -> int:
     """Fail the submitted recipients (ambiguous ones included) whose vendor's settle window (Infocloud: 72
     hours) is over without a receipt. Those a receipt settled meanwhile stay as they are. Returns how

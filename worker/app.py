@@ -18,7 +18,7 @@ from kombu.exceptions import OperationalError
 
 from config.settings import PROVIDERS, Settings, get_settings
 from worker.logging import configure as configure_logging
-from worker.registry import pulls_receipts
+from worker.registry import offers
 
 QUEUES = ("sms.otp", "sms.notify", "sms.bulk", "sms.poll")
 # kombu's Redis transport keeps a list per queue and priority step and pops the lower steps first: a
@@ -45,20 +45,34 @@ def queue_for(kind: str, recipients: int, settings: Settings) -> str:
     return "sms.notify"
 
 
+# What beat pulls from each vendor that offers it: (adapter operation, task, the section's interval).
+PULLS = {
+    "receipts": ("poll_receipts", "tasks.poll.poll_receipts", "receipt_poll_interval_s"),
+    "inbound": ("poll_inbound", "tasks.inbound.poll_inbound", "inbound_poll_interval_s"),
+    "balance": ("balance", "tasks.vendors.poll_balance", "balance_poll_interval_s"),
+}
+
+
 def beat_schedule(settings: Settings) -> dict[str, Any]:
     """Receipts from every vendor that offers a pull, each at its own interval; long waits; the sweeps.
     Every task here is safe to run twice at once (a second beat, a manual run)."""
-    receipts = {
-        f"{name}-receipts": {
-            "task": "tasks.poll.poll_receipts",
-            "schedule": settings.vendor(name).receipt_poll_interval_s,
+    pulls = {
+        f"{name}-{what}": {
+            "task": task,
+            "schedule": getattr(settings.vendor(name), interval),
             "args": (name,),
         }
+        for what, (operation, task, interval) in PULLS.items()
         for name in PROVIDERS
-        if pulls_receipts(name)
+        if offers(name, operation)
     }
     return {
-        **receipts,
+        **pulls,
+        "apply-pushes": {"task": "tasks.push.apply_pushes", "schedule": settings.push.apply_interval_s},
+        "deliver-webhooks": {
+            "task": "tasks.webhooks.deliver_webhooks",
+            "schedule": settings.webhooks.interval_s,
+        },
         "release-deferred": {"task": "tasks.poll.release_deferred", "schedule": 2.0},
         "sweep-leases": {"task": "tasks.poll.sweep_leases", "schedule": settings.sweep_interval_s},
         "drain-receipts": {"task": "tasks.poll.drain_receipts", "schedule": settings.sweep_interval_s},
@@ -116,7 +130,9 @@ def configure(app: Celery, settings: Settings) -> None:
         worker_prefetch_multiplier=settings.worker_prefetch,
         task_default_queue="sms.notify",
         task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
-        task_routes={"tasks.poll.*": {"queue": "sms.poll"}},
+        task_routes={
+            f"{module}.*": {"queue": "sms.poll"} for module in TASK_MODULES if module != "tasks.send"
+        },
         task_ignore_result=True,
         result_expires=86400,
         broker_transport_options=transport_options(settings),
@@ -129,7 +145,8 @@ def configure(app: Celery, settings: Settings) -> None:
     )
 
 
-app = Celery("smsdispatch", include=["tasks.send", "tasks.poll"])
+TASK_MODULES = ["tasks.send", "tasks.poll", "tasks.push", "tasks.inbound", "tasks.vendors", "tasks.webhooks"]
+app = Celery("smsdispatch", include=TASK_MODULES)
 configure(app, get_settings())
 
 

@@ -24,9 +24,15 @@ def capabilities(name: str) -> Capabilities:
     return descriptor(name).capabilities
 
 
+def offers(name: str, operation: str) -> bool:
+    """True when the vendor's adapter implements ``operation`` (``poll_receipts``, ``poll_inbound``,
+    ``balance``): the base class raises UnsupportedFeature for what a vendor does not offer."""
+    return getattr(descriptor(name).provider, operation) is not getattr(Provider, operation)
+
+
 def pulls_receipts(name: str) -> bool:
     """True when the vendor's adapter implements a receipt pull (others push, or offer none)."""
-    return descriptor(name).provider.poll_receipts is not Provider.poll_receipts
+    return offers(name, "poll_receipts")
 
 
 def make_client(settings: Settings, name: str) -> httpx.Client:
