@@ -28,6 +28,7 @@ from providers.errors import (
     TransientError,
     UnsupportedFeature,
 )
+from providers.pushes import PushKind, PushReply
 from providers.reading import UNREADABLE, Unreadable, decode_json
 
 _NUMBER = re.compile(r"-?[0-9]+")
@@ -229,6 +230,26 @@ class Provider:
 
     def balance(self) -> Sequence[Balance]:
         raise UnsupportedFeature(f"{self.name} has no balance query")
+
+    # -- pushes (vendor -> us): pure parsing of the stored body, see ``providers/pushes.py`` ----------
+
+    def parse_receipt_push(self, body: bytes, content_type: str) -> Sequence[Receipt]:
+        """The receipts in a body the vendor pushed; ``MalformedPush`` if it cannot be read."""
+        raise UnsupportedFeature(f"{self.name} pushes no receipts")
+
+    def parse_inbound_push(self, body: bytes, content_type: str) -> Sequence[InboundMessage]:
+        """The replies (MO) in a body the vendor pushed; ``MalformedPush`` if it cannot be read."""
+        raise UnsupportedFeature(f"{self.name} pushes no replies")
+
+    def push_reply(self, kind: PushKind) -> PushReply:
+        """The literal answer the vendor expects to a push of ``kind`` (it retries on anything else)."""
+        raise UnsupportedFeature(f"{self.name} pushes nothing")
+
+    def push_signed(self, body: bytes, content_type: str) -> bool:
+        """True when ``body`` carries the vendor's proof that it is ours (Infocloud: our apiKey), False
+        when it carries a wrong one; ``MalformedPush`` when the proof cannot even be read. Unsupported
+        for vendors that sign nothing: their receivers need the ``push_token`` in the URL."""
+        raise UnsupportedFeature(f"{self.name} signs no push")
 
     # -- the hooks of ``send`` ----------------------------------------------------------------------
 

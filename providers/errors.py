@@ -8,6 +8,7 @@ what to do from the class alone::
     ├── TransientError            retry the same recipients later with backoff
     │   ├── RateLimitedError      ... after a longer wait (``retry_after_s`` when the vendor says)
     │   └── NotSentError          the request never reached the vendor (connect failed): always safe to retry
+    ├── MalformedPush             a vendor's push body we cannot read (kept for inspection, never applied)
     ├── AmbiguousError            the request may have reached the vendor (read time-out, dropped answer,
     │                             a 2xx answer we cannot read): never resent, see README "Ambiguous outcomes"
     └── PermanentError            record the failure with the vendor's code; never resend
@@ -92,6 +93,13 @@ class ConfigError(PermanentError):
 
 class BalanceError(PermanentError):
     """The account has no credit left."""
+
+
+class MalformedPush(ProviderError):
+    """A body a vendor pushed to us (receipts, replies) that cannot be read: not JSON or not a form, fields
+    missing or of the wrong type. ``text`` says what is wrong (never a phone number). The push receiver
+    answers 400 when it sees it at the door; the push applier moves the stored body to the dead-letter
+    stream with this message."""
 
 
 class UnsupportedFeature(NotImplementedError):

@@ -13,7 +13,12 @@ vendor's v3.3 API document (digested in shared/VENDORS.md). Quirks worth knowing
   emoji (4074): both are refused here before any call.
 - Per-number limits: 1 a second (4080), 5 a day (4082), 5 verification codes (4085), blacklisted past
   20 (408). Those are about the number, so they come back as refused outcomes, not exceptions.
-- Receipts and replies are push-only (form POST, answered with the literal ``success``): no pull here.
+- Receipts and replies are push-only (form POST, answered with the literal ``success``; the vendor
+  tries up to 3 times): receipt ``code, msg, mobilephone, smsid, report_time``, reply ``mobilephone,
+  content, smsid, reply_time``. No pull here. Ihuyi signs nothing: the receiver needs a token.
+- The receipt ``code`` values are not in our documents: ``1`` is delivered, any other number not (the
+  simulator does the same); ``msg`` carries the carrier's status (DELIVRD, UNDELIV, EXPIRED, ...) and is
+  kept as the receipt's code, and refines a failure into expired or rejected.
 """
 
 from __future__ import annotations
@@ -31,12 +36,16 @@ from config.sections import VendorSettings
 from providers.base import (
     Balance,
     Capabilities,
+    DeliveryState,
     HttpCall,
+    InboundMessage,
     Provider,
+    Receipt,
     RecipientOutcome,
     SendRequest,
     SendResult,
     classify,
+    receipt_state,
     vendor_code,
 )
 from providers.descriptor import VendorDescriptor
@@ -49,6 +58,7 @@ from providers.errors import (
     TransientError,
 )
 from providers.phones import is_mainland_mobile
+from providers.pushes import PushKind, PushReply, form_body, required
 from providers.reading import Unreadable, decode_json, identifier, number, text
 from providers.text import EMOJI
 
@@ -110,6 +120,16 @@ CODES: Mapping[str, type[ProviderError]] = {
 # Codes about the number of the call, not the request: a refused outcome for that phone.
 PER_NUMBER: frozenset[str] = frozenset({"4030", "408", "4082", "4085"})
 RETRY_AFTER_S: Mapping[str, float] = {"4080": 1.0}
+
+# The receipt push's ``code``: 1 delivered; any other value is a failure (see the module docstring), which
+# ``msg`` (the carrier's status) refines. A missing code is no verdict (UNKNOWN).
+RECEIPT_STATES: Mapping[str, DeliveryState] = {"1": DeliveryState.DELIVERED, "0": DeliveryState.UNDELIVERED}
+RECEIPT_OTHER = DeliveryState.UNDELIVERED
+FAILURE_STATES: Mapping[str, DeliveryState] = {
+    "EXPIRED": DeliveryState.EXPIRED,
+    "REJECTD": DeliveryState.REJECTED,
+}
+PUSH_REPLY = PushReply(b"success", "text/plain")
 
 # What we refuse as emoji (4074): Unicode's default-emoji set, shared with the planner.
 _EMOJI = EMOJI
@@ -213,6 +233,41 @@ class IhuyiProvider(Provider):
         if num is None:  # missing, NaN, Infinity, "lots": no reading at all rather than a wrong one
             raise Unreadable("GetNum answer without a finite num", answer)
         return (Balance(self.name, "sms", num, raw=answer),)
+
+    # -- pushes ---------------------------------------------------------------------------------------
+
+    def push_reply(self, kind: PushKind) -> PushReply:
+        return PUSH_REPLY
+
+    def parse_receipt_push(self, body: bytes, content_type: str) -> Sequence[Receipt]:
+        """One receipt per form post, found by ``smsid``."""
+        form = form_body(self.name, body)
+        code, status = form.get("code", "").strip(), form.get("msg", "").strip()
+        state = receipt_state(code, RECEIPT_STATES, RECEIPT_OTHER)
+        if state is not DeliveryState.DELIVERED and state is not DeliveryState.UNKNOWN:
+            state = FAILURE_STATES.get(status, state)
+        receipt = Receipt(
+            provider=self.name,
+            phone=required(self.name, form, "mobilephone"),
+            state=state,
+            code=status or code,
+            vendor_id=required(self.name, form, "smsid"),
+            at=form.get("report_time", ""),
+            raw=form,
+        )
+        return (receipt,)
+
+    def parse_inbound_push(self, body: bytes, content_type: str) -> Sequence[InboundMessage]:
+        """One reply per form post."""
+        form = form_body(self.name, body)
+        reply = InboundMessage(
+            provider=self.name,
+            phone=required(self.name, form, "mobilephone"),
+            content=form.get("content", ""),
+            at=form.get("reply_time", ""),
+            raw=form,
+        )
+        return (reply,)
 
     # -- helpers ------------------------------------------------------------------------------------
 

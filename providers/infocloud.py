@@ -9,6 +9,11 @@ Vendor document: shared/seeds/004_f36aac20ad5cfd9d.txt. Quirks worth knowing:
   refused: a comma-separated string in the document, also read as a JSON list of strings.
 - Query endpoints (receipts, statistics) allow 3 calls a minute per enterprise; a receipt is returned
   once only, at most 600 per call. Balance at most once every 15 s.
+- Pushes (短信回执状态推送, 短信上行报告推送): JSON ``{"apiKey", "data": [...]}``, receipts with
+  ``arriveResult`` (the pull says ``arrive``), replies (MO, push-only) ``{srcId, tel, content,
+  arriveTime}``. The ``apiKey`` is the only proof a push is the vendor's. The receiver must answer within
+  1 s (three slow answers in a row and the vendor stops pushing); the document names no answer body, so
+  we answer HTTP 200 with the shape of its own answers, ``{"code":200,"message":"OK"}``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from providers.base import (
     Capabilities,
     DeliveryState,
     HttpCall,
+    InboundMessage,
     Provider,
     Receipt,
     RecipientOutcome,
@@ -47,6 +53,7 @@ from providers.errors import (
     RequestRejectedError,
     TransientError,
 )
+from providers.pushes import PushKind, PushReply, items, json_body, malformed, required
 from providers.reading import Unreadable, number, text
 
 
@@ -120,6 +127,7 @@ RECEIPT_STATES: Mapping[str, DeliveryState] = {
     "REJECTD": DeliveryState.REJECTED,
 }
 RECEIPT_OTHER = DeliveryState.UNDELIVERED
+PUSH_REPLY = PushReply(b'{"code":200,"message":"OK"}', "application/json")
 
 
 def canonical_string(fields: Mapping[str, Any]) -> str:
@@ -270,6 +278,65 @@ class InfocloudProvider(Provider):
                 raise Unreadable("a residueValue is not a finite number", answer)
             balances.append(Balance(self.name, text(item.get("itemName")), value, raw=item))
         return tuple(balances)
+
+    # -- pushes ---------------------------------------------------------------------------------------
+
+    def push_signed(self, body: bytes, content_type: str) -> bool:
+        """True when the push's ``apiKey`` is ours (compared in constant time). A body that is not a JSON
+        object holding a string ``apiKey`` is ``MalformedPush``."""
+        pushed = json_body(self.name, body)
+        given = pushed.get("apiKey") if isinstance(pushed, dict) else None
+        if not isinstance(given, str):
+            raise malformed(self.name, "no apiKey string in a JSON object")
+        ours = self.settings.api_key.get_secret_value().encode()
+        return bool(ours) and hmac.compare_digest(given.encode("utf-8", "replace"), ours)
+
+    def push_reply(self, kind: PushKind) -> PushReply:
+        return PUSH_REPLY
+
+    def parse_receipt_push(self, body: bytes, content_type: str) -> Sequence[Receipt]:
+        """``{"apiKey", "data": [{msgId, tel, arriveResult, arriveTime, bid}]}``: found by our ``bid``
+        or by ``msgId`` and ``tel``."""
+        found = []
+        for item in self._push_items(body):
+            status = item.get("arriveResult", item.get("arrive"))
+            found.append(
+                Receipt(
+                    provider=self.name,
+                    phone=required(self.name, item, "tel"),
+                    state=receipt_state(status, RECEIPT_STATES, RECEIPT_OTHER),
+                    code=text(status),
+                    batch_id=text(item.get("msgId")),
+                    bid=text(item.get("bid")),
+                    at=text(item.get("arriveTime")),
+                    raw=item,
+                )
+            )
+        if any(not (r.batch_id or r.bid) for r in found):
+            raise malformed(self.name, "a receipt with neither msgId nor bid")
+        return tuple(found)
+
+    def parse_inbound_push(self, body: bytes, content_type: str) -> Sequence[InboundMessage]:
+        """``{"apiKey", "data": [{srcId, tel, content, arriveTime}]}``; ``srcId`` (our access number and
+        any extension) is kept as ``ext``."""
+        return tuple(
+            InboundMessage(
+                provider=self.name,
+                phone=required(self.name, item, "tel"),
+                content=text(item.get("content")),
+                at=text(item.get("arriveTime")),
+                ext=text(item.get("srcId")),
+                raw=item,
+            )
+            for item in self._push_items(body)
+        )
+
+    def _push_items(self, body: bytes) -> list[Any]:
+        pushed = json_body(self.name, body)
+        if not isinstance(pushed, dict):
+            raise malformed(self.name, "not a JSON object")
+        data = pushed.get("data")
+        return [] if data is None else list(items(self.name, data))
 
     # -- shared ---------------------------------------------------------------------------------------
 

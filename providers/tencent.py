@@ -16,6 +16,9 @@ SDK (``qcloudsms_py``) builds the same requests. Quirks worth knowing:
 - pullstatus is a queue (each item is returned once), at most 100 a call, and must be enabled by
   Tencent's SMS Helper; receipts otherwise arrive by callback only.
 - No balance query exists in the v5 API we have documents for, so ``balance()`` stays unsupported.
+- Callbacks (pushes): receipts as a JSON array of the pullstatus items, a reply as one object ``{extend,
+  mobile, nationcode, sign, text, time}``; both answered ``{"result":0,"errmsg":"OK"}``. Tencent signs
+  neither: the receiver needs a token in the callback URL.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from providers.errors import (
     TransientError,
 )
 from providers.phones import country_code_length, is_e164, is_mainland_mobile
+from providers.pushes import PushKind, PushReply, items, json_body, required
 from providers.reading import Unreadable, identifier, text, whole
 
 
@@ -84,6 +88,7 @@ RECEIPT_STATES: Mapping[str, DeliveryState] = {
     "FAIL": DeliveryState.UNDELIVERED,
 }
 BEIJING = timezone(timedelta(hours=8))
+PUSH_REPLY = PushReply(b'{"result":0,"errmsg":"OK"}', "application/json")
 
 # Every code VENDORS.md lists from Tencent's v5 error page. A code not here is permanent for the request
 # (see ``classify``). Number, template and repeat-content codes concern the request, not our account.
@@ -225,6 +230,26 @@ class TencentProvider(Provider):
     def poll_inbound(self) -> Sequence[InboundMessage]:
         """Up to 100 replies not returned before (pullstatus type 1)."""
         return self._query(self._pull(1), lambda response: tuple(map(_inbound, self._items(response))))
+
+    # -- pushes (callbacks) ---------------------------------------------------------------------------
+
+    def push_reply(self, kind: PushKind) -> PushReply:
+        return PUSH_REPLY
+
+    def parse_receipt_push(self, body: bytes, content_type: str) -> Sequence[Receipt]:
+        """A JSON array of receipts (an object alone is read as one), each found by ``sid``."""
+        pushed = items(self.name, json_body(self.name, body), single_ok=True)
+        for item in pushed:
+            required(self.name, item, "sid")
+            required(self.name, item, "mobile")
+        return tuple(_receipt(dict(item)) for item in pushed)
+
+    def parse_inbound_push(self, body: bytes, content_type: str) -> Sequence[InboundMessage]:
+        """One reply object (an array of them is read too)."""
+        pushed = items(self.name, json_body(self.name, body), single_ok=True)
+        for item in pushed:
+            required(self.name, item, "mobile")
+        return tuple(_inbound(dict(item)) for item in pushed)
 
     # -- helpers ------------------------------------------------------------------------------------
 

@@ -229,9 +229,29 @@ def replies(examples: Sequence[Any]) -> st.SearchStrategy[Reply]:
     return st.builds(Reply, status=status, body=bodies(examples), headers=_headers())
 
 
-def fuzz_targets() -> Iterator[tuple[str, tuple[st.SearchStrategy[Reply], Callable[[Reply], str]]]]:
-    """For ``reliability/fuzz.py``: every adapter operation as ``(name, (strategy, check))``; see
-    ``tests.providers.targets.fuzz_targets``."""
+def form_bodies(examples: Sequence[dict[str, str]]) -> st.SearchStrategy[bytes]:
+    """Form-encoded bodies (vendors that push forms: Ihuyi): mutated documented forms, arbitrary pairs,
+    broken percent-escapes, non-UTF-8 bytes, JSON, nothing."""
+    from urllib.parse import urlencode
+
+    def encode(value: Any) -> bytes:
+        if isinstance(value, dict):
+            pairs = [(str(k), v if isinstance(v, str) else to_json(v)) for k, v in value.items()]
+            return urlencode(pairs, encoding="utf-8", errors="replace").encode()
+        return to_json(value).encode("utf-8", errors="replace")
+
+    documented = st.sampled_from(list(examples)).flatmap(mutations).map(encode)
+    pairs = st.lists(st.tuples(st.text(max_size=12), st.text(max_size=24)), max_size=6)
+    arbitrary = pairs.map(lambda items: "&".join(f"{k}={v}" for k, v in items).encode("utf-8", "replace"))
+    escapes = st.sampled_from((b"mobilephone=%ff%fe&smsid=1", b"a=%", b"%%%", b"=&=&", b"smsid=%E4%B8"))
+    return st.one_of(*([documented] * 6), arbitrary, escapes, st.binary(max_size=200), st.just(b""))
+
+
+def fuzz_targets() -> Iterator[tuple[str, tuple[st.SearchStrategy[Any], Callable[[Any], str]]]]:
+    """For ``reliability/fuzz.py``: every adapter operation and every push parser as ``(name, (strategy,
+    check))``; see ``tests.providers.targets.fuzz_targets`` and ``tests.providers.push_targets``."""
+    from tests.providers.push_targets import fuzz_targets as push_targets
     from tests.providers.targets import fuzz_targets as targets
 
     yield from targets()
+    yield from push_targets()
