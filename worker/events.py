@@ -18,6 +18,16 @@ A sweep (``tasks.poll``) that repaired something says so in an entry of ``type``
 ("requeued": a lost chunk queued again; "settled": recipients failed with NO_RECEIPT; "receipts_applied":
 pages a dead poller left), ``message_id`` (may be empty) and ``count``.
 
+An inbound reply (MO), pulled or pushed, is an entry of ``type`` "inbound": ``provider``, ``phone``
+(normalized when it is a number we could send to, else as the vendor gave it), ``content`` (the reply's
+text, at most 4,000 characters), ``sent_at`` (the vendor's own time text, as given), ``ext`` (the
+extension or access code it came in on) and ``action`` ("optout", "optin" or "": what the reply's words
+ask for). A reply the vendor hands over twice is published once (``worker/store/inbound.py``).
+
+A number added to or removed from the opt-out list is an entry of ``type`` "optout": ``phone``,
+``action`` ("added" or "removed"), ``provider`` (the vendor the reply came through; "" from the CLI),
+``source`` ("reply" or "cli") and ``word`` (the reply's words, normalized, or "").
+
 The stream is bounded by age (``retention_s``) and by length (``events_maxlen``), both approximately.
 Read it with ``XREAD`` or a consumer group (README "Events").
 """
@@ -87,7 +97,55 @@ class SweepEvent:
         }
 
 
-Event = StateEvent | SweepEvent
+@dataclass(frozen=True, slots=True)
+class InboundEvent:
+    """A reply (MO) from ``phone`` through ``provider``; ``action``: "optout", "optin" or ""."""
+
+    provider: str
+    phone: str
+    content: str
+    sent_at: str = ""
+    ext: str = ""
+    action: str = ""
+
+    def encode(self, at_ms: int) -> dict[str, str]:
+        return {
+            "v": VERSION,
+            "type": "inbound",
+            "at": str(at_ms),
+            "provider": self.provider,
+            "phone": self.phone,
+            "content": self.content,
+            "sent_at": self.sent_at,
+            "ext": self.ext,
+            "action": self.action,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class OptoutEvent:
+    """``phone`` was ``action`` ("added" or "removed") to the opt-out list, by a reply or the CLI."""
+
+    phone: str
+    action: str
+    provider: str = ""
+    source: str = "reply"
+    word: str = ""
+
+    def encode(self, at_ms: int) -> dict[str, str]:
+        return {
+            "v": VERSION,
+            "type": "optout",
+            "at": str(at_ms),
+            "phone": self.phone,
+            "action": self.action,
+            "provider": self.provider,
+            "source": self.source,
+            "word": self.word,
+        }
+
+
+Event = StateEvent | SweepEvent | InboundEvent | OptoutEvent
 
 
 def group(

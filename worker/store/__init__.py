@@ -7,6 +7,7 @@ Everything else calls :class:`Store`'s typed methods; the record format, the key
 from __future__ import annotations
 
 from worker.store.client import get_redis
+from worker.store.inbound import InboundMixin
 from worker.store.keys import Keys
 from worker.store.receipts import ReceiptsMixin, final_state
 from worker.store.recipients import Claim, Outcome, RecipientsMixin, Recording, window_bucket
@@ -31,6 +32,6 @@ __all__ = [
 ]
 
 
-class Store(RecipientsMixin, ReceiptsMixin, SweepsMixin):
+class Store(RecipientsMixin, ReceiptsMixin, SweepsMixin, InboundMixin):
     """State operations for one Redis client and its settings. Each method is one round trip unless
     its docstring says otherwise."""

@@ -8,7 +8,10 @@ PREFIX = "smsd"
 class Keys:
     """Key builders. Per-message keys share the ``smsd:msg:<id>`` stem and expire with ``retention_s``."""
 
-    optout = f"{PREFIX}:optout"
+    optout = f"{PREFIX}:optout"  # the one suppression set (phones); bounded by the numbers opted out
+    optout_info = f"{PREFIX}:optout:info"  # phone -> JSON {at, provider, source, word}, beside the set
+    inbound = f"{PREFIX}:inbound"  # replies (MO), trimmed by age and length
+    inbound_inbox = f"{PREFIX}:inbox:inbound"  # fetched inbound pages, kept until applied
     events = f"{PREFIX}:events"
     deferred = f"{PREFIX}:deferred"  # long retry waits, released by beat (member: JSON entry, score: due ms)
     leases = f"{PREFIX}:leases"  # open chunks (member: "<message id>|<chunk>", score: lease end ms)
@@ -52,6 +55,11 @@ class Keys:
     @staticmethod
     def health(provider: str) -> str:
         return f"{PREFIX}:health:{provider}"
+
+    @staticmethod
+    def inbound_seen(digest: str) -> str:
+        """A reply already recorded (expires after ``INBOUND_DEDUPE_S``)."""
+        return f"{PREFIX}:inbound:seen:{digest}"
 
     @staticmethod
     def unmatched(provider: str) -> str:
