@@ -42,7 +42,6 @@ log = structlog.get_logger(__name__)
 AMBIGUOUS = "AMBIGUOUS"
 STALE_MARGIN_S = 5.0
 BUDGET_WAIT_S = 1.0  # a longer wait for the vendor's budget gives the chunk back to the queue
-OPTOUT_KINDS = frozenset({"notify", "marketing"})  # an OTP is what the person asked for a moment ago
 MAX_DELAY_S = 7 * 86400.0  # no wait is longer (a vendor's hint of "inf" included)
 
 
@@ -107,7 +106,7 @@ def run_chunk(job: ChunkJob, settings: Settings, store: Store, provider: Provide
         return ChunkRun((Retry(job.chunk.phones, wait, job.attempt, reason="budget"),))
     stale = stale_ms(settings, name)
     token = uuid.uuid4().hex[:16]
-    rules, optout = settings.limits[job.kind], job.kind in OPTOUT_KINDS
+    rules, optout = settings.limits[job.kind], job.kind in settings.optout.kinds  # OTPs not by default
     claim = store.claim(
         job.message_id, job.kind, name, job.chunk.phones, rules, stale, token, honour_optout=optout
     )

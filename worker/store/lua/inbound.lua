@@ -17,7 +17,7 @@ for i = 5, #KEYS do
   if redis.call("SET", KEYS[i], "1", "NX", "EX", tonumber(ARGV[4])) then
     new = new + 1
     flags[#flags + 1] = "1"
-    redis.call("XADD", KEYS[1], "MINID", "~", ARGV[1], "*", unpack(reply["e"]))
+    redis.call("XADD", KEYS[1], "MINID", ARGV[1], "*", unpack(reply["e"]))  -- exact: replies are few
     redis.call("XADD", KEYS[2], "MINID", "~", ARGV[3], "*", unpack(reply["v"]))
     local changed = 0
     if reply["a"] == "optout" then
