@@ -6,12 +6,13 @@ Times are in seconds.
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from config.sections import DAY_S, Interval, Section, Timeout, TtlSeconds
+from config.sections import DAY_S, Interval, Section, Timeout, TtlSeconds, check_http_url
 
 DEFAULT_OPTOUT_WORDS = ("退订", "TD", "T", "N", "STOP", "UNSUBSCRIBE", "取消", "退出")
 DEFAULT_OPTIN_WORDS = ("START", "订阅", "恢复")
+MIN_SECRET_CHARS = 16  # a webhook secret shorter than this is a typo or a guessable one
 
 
 class PushSettings(Section):
@@ -44,11 +45,30 @@ class BreakerSettings(Section):
 
 
 class WebhookSettings(Section):
-    """Event batches POSTed to the application, signed with HMAC-SHA256 (README "Webhooks")."""
+    """Event batches POSTed to the application, signed with HMAC-SHA256 (README "Webhooks"). A failed
+    batch is retried after ``min(backoff_cap_s, backoff_base_s * 2**(attempts - 1))`` s; events still
+    undelivered ``give_up_after_s`` after they were published are dropped (and kept in a dead-letter note)."""
 
-    url: str = Field("", description="empty: no webhooks")
-    secret: SecretStr = SecretStr("")
-    batch_size: int = Field(100, ge=1, le=10_000)
-    timeout_s: Timeout = 5.0
+    url: str = Field("", description="http(s) URL the batches are POSTed to; empty: no webhooks")
+    secret: SecretStr = Field(SecretStr(""), description="HMAC-SHA256 key; required when url is set")
+    batch_size: int = Field(100, ge=1, le=10_000, description="events per POST at most")
+    timeout_s: Timeout = Field(5.0, description="connect, read and write time-out of one POST")
     interval_s: Interval = Field(1.0, description="beat delivers this often")
+    backoff_base_s: float = Field(1.0, gt=0, le=DAY_S, description="wait after the first failure")
+    backoff_cap_s: float = Field(300.0, gt=0, le=DAY_S, description="longest wait between attempts")
     give_up_after_s: TtlSeconds = Field(DAY_S, description="a batch still failing after this is dropped")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_http_url(value) if value else value
+
+    @model_validator(mode="after")
+    def _secret_with_url(self) -> WebhookSettings:
+        if self.url and len(self.secret.get_secret_value()) < MIN_SECRET_CHARS:
+            raise ValueError(f"url is set: secret must be too, at least {MIN_SECRET_CHARS} characters")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)

@@ -13,6 +13,7 @@ from worker.store.receipts import ReceiptsMixin, final_state
 from worker.store.recipients import Claim, Outcome, RecipientsMixin, Recording, window_bucket
 from worker.store.records import FINAL, NO_RECORD, UNSETTLED, Record, State, now_ms
 from worker.store.sweeps import SweepsMixin
+from worker.store.webhooks import WebhooksMixin
 
 __all__ = [
     "FINAL",
@@ -32,6 +33,6 @@ __all__ = [
 ]
 
 
-class Store(RecipientsMixin, ReceiptsMixin, SweepsMixin, InboundMixin):
+class Store(RecipientsMixin, ReceiptsMixin, SweepsMixin, InboundMixin, WebhooksMixin):
     """State operations for one Redis client and its settings. Each method is one round trip unless
     its docstring says otherwise."""

@@ -18,6 +18,10 @@ class Keys:
     settle = f"{PREFIX}:settle"  # submitted recipients' deadlines ("<message id>|<provider>", ms)
     receipt_inbox = f"{PREFIX}:inbox:receipts"  # fetched receipt pages, kept until applied
     receipt_inbox_group = "apply"
+    webhooks = f"{PREFIX}:webhooks"  # webhook delivery state: a hash of a few fields
+    webhooks_lock = f"{PREFIX}:webhooks:lock"  # one delivery run at a time (expires)
+    webhooks_dead = f"{PREFIX}:webhooks:dead"  # batches given up on (a capped list that expires)
+    webhooks_group = "webhooks"  # the webhooks' consumer group on ``events``
 
     @staticmethod
     def message(message_id: str) -> str:
