@@ -8,6 +8,7 @@ refuses ``inf`` and ``NaN``; every duration has an upper bound, so a typo fails 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -65,6 +66,18 @@ class VendorSettings(Section):
     @classmethod
     def _url(cls, value: str) -> str:
         return check_http_url(value)
+
+    @field_validator("push_allow_ips")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Each entry an address or a CIDR network (``203.0.113.7``, ``203.0.113.0/24``, ``2001:db8::/32``);
+        refused at start otherwise, naming the setting."""
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network (e.g. 203.0.113.0/24)") from None
+        return tuple(entry.strip() for entry in value)
 
     def configured(self) -> bool:
         """True when every credential field is set (non-empty)."""

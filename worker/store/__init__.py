@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from worker.store.client import get_redis
 from worker.store.inbound import InboundMixin
+from worker.store.inbox import InboxMixin
 from worker.store.keys import Keys
 from worker.store.receipts import ReceiptsMixin, final_state
 from worker.store.recipients import Claim, Outcome, RecipientsMixin, Recording, window_bucket
@@ -33,6 +34,6 @@ __all__ = [
 ]
 
 
-class Store(RecipientsMixin, ReceiptsMixin, SweepsMixin, InboundMixin, WebhooksMixin):
+class Store(RecipientsMixin, ReceiptsMixin, SweepsMixin, InboundMixin, WebhooksMixin, InboxMixin):
     """State operations for one Redis client and its settings. Each method is one round trip unless
     its docstring says otherwise."""

@@ -18,6 +18,8 @@ class Keys:
     settle = f"{PREFIX}:settle"  # submitted recipients' deadlines ("<message id>|<provider>", ms)
     receipt_inbox = f"{PREFIX}:inbox:receipts"  # fetched receipt pages, kept until applied
     receipt_inbox_group = "apply"
+    push_dead = f"{PREFIX}:inbox:push:dead"  # pushed bodies that failed parsing, trimmed by age (push.keep_s)
+    push_group = "apply"  # the appliers' consumer group on each push stream
     webhooks = f"{PREFIX}:webhooks"  # webhook delivery state: a hash of a few fields
     webhooks_lock = f"{PREFIX}:webhooks:lock"  # one delivery run at a time (expires)
     webhooks_dead = f"{PREFIX}:webhooks:dead"  # batches given up on (a capped list that expires)
@@ -64,6 +66,11 @@ class Keys:
     def inbound_seen(digest: str) -> str:
         """A reply already recorded (expires after ``INBOUND_DEDUPE_S``)."""
         return f"{PREFIX}:inbound:seen:{digest}"
+
+    @staticmethod
+    def push_inbox(kind: str) -> str:
+        """Pushed bodies of ``kind`` (receipts, inbound), stored raw until applied; trimmed by age."""
+        return f"{PREFIX}:inbox:push:{kind}"
 
     @staticmethod
     def unmatched(provider: str) -> str:
