@@ -11,6 +11,14 @@ have left, it is the ambiguous outcome. Ambiguous outcomes are never resent: the
 ``submitted`` with code ``AMBIGUOUS``, a receipt settles them, and the settle sweep fails those still
 without one after the vendor's settle window. See README "Ambiguous outcomes". Redis errors (after the
 client's own retries) propagate: the task retries them, and the claim makes a rerun safe.
+
+Vendor health (README "Vendor health and failover"): before the call the vendor's circuit breaker is
+asked (``Store.breaker_ask``). While it is open and no probe is due, nothing is claimed: kinds in
+``breaker.failover_kinds`` go to the next vendor of the route at once, others are given back with the
+wait until the next probe, which is not an attempt (a bulk send waits out an outage and resumes). A
+certain failure (``certain``) counts towards opening it, and sends a failover kind to the next vendor
+at once; an ambiguous outcome never counts and never fails over. A call the vendor answered (accepted,
+refused, rate-limited) closes it, by one SET in the run's pipelined record.
 """
 
 from __future__ import annotations
@@ -35,8 +43,10 @@ from providers.errors import (
     TransientError,
 )
 from tasks.plan import ChunkSpec
+from worker.registry import offers
 from worker.store import Claim, Keys, Outcome, Recording, State, Store
 from worker.store.limits import take_budget
+from worker.store.vendors import ok_marker
 
 log = structlog.get_logger(__name__)
 AMBIGUOUS = "AMBIGUOUS"
@@ -60,13 +70,16 @@ class ChunkJob:
 
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """Send ``phones`` again after ``delay_s``; with ``failover``, plan them again for another vendor."""
+    """Send ``phones`` again after ``delay_s``; with ``failover``, plan them again for another vendor now.
+    With ``failover`` and ``stay``, phones no other vendor can take are sent by this one after
+    ``delay_s`` (it is down, not refusing us); without ``stay`` they fail (it refused us as a whole)."""
 
     phones: tuple[str, ...]
     delay_s: float
     attempt: int
     failover: bool = False
     reason: str = ""
+    stay: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +110,24 @@ def stale_ms(settings: Settings, provider: str) -> int:
     return int((section.read_timeout_s + section.connect_timeout_s + STALE_MARGIN_S) * 1000)
 
 
+def certain(exc: TransientError) -> bool:
+    """A failure that says the vendor did not take the request and is unwell: the connection refused or
+    timed out (``NotSentError``), a 5xx, or the vendor's own "busy" codes (Infocloud -1 and 60009, Xiaorui
+    21, ...). A rate limit is the vendor working as documented, not a failure of its health."""
+    return not isinstance(exc, RateLimitedError)
+
+
+def fails_over(settings: Settings, job: ChunkJob) -> bool:
+    """Whether this chunk goes to the next vendor at once when its vendor is down (OTPs by default)."""
+    return job.kind in settings.breaker.failover_kinds and job.chunk.logical is not None
+
+
 def run_chunk(job: ChunkJob, settings: Settings, store: Store, provider: Provider) -> ChunkRun:
     """Send one chunk and record every recipient's outcome."""
     name = job.chunk.provider
+    gate = store.breaker_ask(name)
+    if not gate.allowed:
+        return ChunkRun((_breaker_wait(settings, job, job.chunk.phones, gate.wait_s),))
     wait = _budget(store, name, settings.vendor(name).requests_per_second)
     if wait > 0:
         # The budget is not free soon: give the chunk back with its wait instead of holding a process.
@@ -125,6 +153,20 @@ def run_chunk(job: ChunkJob, settings: Settings, store: Store, provider: Provide
     out.chunk_done = not retries
     store.record(job.message_id, name, out, chunk=job.chunk.number)
     return ChunkRun(tuple(retries), _single(job, claim, out))
+
+
+def _breaker_wait(settings: Settings, job: ChunkJob, phones: tuple[str, ...], wait_s: float) -> Retry:
+    """The vendor is down: a failover kind goes to the next vendor now (here again after ``wait_s`` if
+    none can take it); others come back when the next probe is due, a little spread so that a thousand
+    waiting chunks do not all ask at once. Not an attempt: an outage alone never fails a recipient."""
+    if fails_over(settings, job):
+        return Retry(phones, wait_s, job.attempt, failover=True, reason="breaker", stay=True)
+    return Retry(phones, wait_s + random.uniform(0, min(1.0, wait_s / 2)), job.attempt, reason="breaker")
+
+
+def _answered(job: ChunkJob, out: Recording) -> None:
+    """The vendor answered this call: say so with one SET in the run's record (it closes the breaker)."""
+    out.index[Keys.vendor_ok(job.chunk.provider)] = ok_marker(uuid.uuid4().hex[:12])
 
 
 def _budget(store: Store, provider: str, per_second: float) -> float:
@@ -169,12 +211,13 @@ def _send(
     try:
         result = provider.send(request)
     except TransientError as exc:
-        return _transient(job, settings, phones, exc, out, bound)
+        return _transient(job, settings, store, phones, exc, out, bound)
     except AmbiguousError as exc:
         bound.warning("vendor call ambiguous", error=str(exc), recipients=len(phones))
         _ambiguous(job, phones, str(exc), out)
         return None
     except PermanentError as exc:
+        _answered(job, out)
         return _permanent(job, store, phones, exc, out, bound)
     except ProviderError as exc:  # a class of the tree the dispatcher does not know: do not guess
         bound.error("vendor error of an unknown class", error=str(exc), kind=type(exc).__name__)
@@ -186,6 +229,7 @@ def _send(
         bound.exception("adapter failed unexpectedly", recipients=len(phones))
         _ambiguous(job, phones, f"unexpected {type(exc).__name__} in the adapter", out)
         return None
+    _answered(job, out)
     try:
         answered = _record_result(job, result, out)
     except Exception:  # noqa: BLE001 - the vendor took the call; a result we cannot read is ambiguous
@@ -200,20 +244,36 @@ def _send(
 def _transient(
     job: ChunkJob,
     settings: Settings,
+    store: Store,
     phones: tuple[str, ...],
     exc: TransientError,
     out: Recording,
     bound: structlog.stdlib.BoundLogger,
 ) -> Retry | None:
+    """A failure worth retrying. A certain one counts on the breaker: once it is open, the recipients
+    wait for the next probe without spending an attempt (a failover kind goes to the next vendor)."""
+    reason = exc.code or type(exc).__name__
+    if certain(exc):
+        tripped = store.breaker_failed(job.chunk.provider)
+        if tripped.open:
+            bound.warning("vendor down: circuit open", code=exc.code, error=str(exc),
+                          failures=tripped.failures)
+            out.outcomes += [Outcome(p, State.RETRY, exc.code, exc.text) for p in phones]
+            return _breaker_wait(settings, job, phones, tripped.wait_s)
+    else:
+        _answered(job, out)  # a rate limit: the vendor is up and answering
     attempt = job.attempt + 1
     if attempt >= settings.retry.max_attempts:
         bound.warning("giving up after retries", code=exc.code, error=str(exc), attempts=attempt)
         _fail(phones, exc.code or "TRANSIENT", f"after {attempt} attempts: {exc.text or exc}", out)
         return None
     delay = backoff(settings, job.attempt, exc)
-    bound.info("vendor call failed, will retry", code=exc.code, error=str(exc), delay_s=round(delay, 2))
     out.outcomes += [Outcome(p, State.RETRY, exc.code, exc.text) for p in phones]
-    return Retry(phones, delay, attempt, reason=f"{exc.code or type(exc).__name__}")
+    if certain(exc) and fails_over(settings, job):  # never wait on a vendor that just failed for sure
+        bound.warning("vendor call failed, failing over", code=exc.code, error=str(exc))
+        return Retry(phones, delay, attempt, failover=True, reason=f"failover {reason}", stay=True)
+    bound.info("vendor call failed, will retry", code=exc.code, error=str(exc), delay_s=round(delay, 2))
+    return Retry(phones, delay, attempt, reason=reason)
 
 
 def _permanent(
@@ -225,7 +285,10 @@ def _permanent(
     bound: structlog.stdlib.BoundLogger,
 ) -> Retry | None:
     if isinstance(exc, ConfigError | BalanceError):
-        store.mark_unhealthy(job.chunk.provider, exc.code, str(exc))
+        # Out of credit: benched until a balance poll shows credit again (where the vendor has a balance
+        # query; else for unhealthy_s, as an auth or config failure).
+        until_credit = isinstance(exc, BalanceError) and offers(job.chunk.provider, "balance")
+        store.bench(job.chunk.provider, exc.code, str(exc), until_credit=until_credit)
         bound.error(
             "provider marked unhealthy", code=exc.code, error=str(exc), failover=bool(job.chunk.logical)
         )

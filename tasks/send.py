@@ -134,7 +134,7 @@ def _earlier(store: Store, key: str, message_id: str, fingerprint: str) -> dict[
 def _plan_and_send(
     message_id: str, request: SendInput, settings: Settings, store: Store, opened: int, fingerprint: str
 ) -> dict[str, Any]:
-    plan = build_plan(request, settings, store.unhealthy(PROVIDERS))
+    plan = build_plan(request, settings, store.unavailable(PROVIDERS, request.kind))
     total = plan.accepted + len(plan.rejected)
     store.create_message(
         message_id,
@@ -255,7 +255,7 @@ def schedule_retry(store: Store, settings: Settings, job: ChunkJob, retry: Retry
     Waits past ``max_countdown_s`` are kept in Redis and released by beat; the chunk's lease is moved
     past the due time either way."""
     if retry.failover:
-        fail_over(store, settings, job, retry.phones, queue)
+        fail_over(store, settings, job, retry, queue)
         return
     spec = job.chunk.only(retry.phones)
     args = (job.message_id, job.kind, spec.to_task(), retry.attempt)
@@ -273,35 +273,47 @@ def schedule_retry(store: Store, settings: Settings, job: ChunkJob, retry: Retry
         store.defer({"args": args, "queue": queue, "id": uuid.uuid4().hex}, due_ms)
 
 
-def fail_over(store: Store, settings: Settings, job: ChunkJob, phones: tuple[str, ...], queue: str) -> None:
-    """Plan ``phones`` again without the vendors now benched, and queue the new chunks. Recipients no
-    vendor can take are failed with the reasons."""
+def fail_over(store: Store, settings: Settings, job: ChunkJob, retry: Retry, queue: str) -> None:
+    """Plan ``retry.phones`` again for the next vendors of the route (not this one, nor those benched or,
+    for a failover kind, with their breaker open), and queue the new chunks at once. Phones no other
+    vendor can take are sent here again after the retry's delay with ``retry.stay`` (this vendor is down,
+    not refusing us), else failed with the reasons. Their per-phone limits are not charged again."""
+    phones = retry.phones
     rejected: list[tuple[str, str]] = []
+    skip = {**store.unavailable(PROVIDERS, job.kind), job.chunk.provider: {"code": retry.reason}}
     try:
         request = validate_request(
             {"to": list(phones), "kind": job.kind, **(job.chunk.logical or {})}, settings
         )
-        plan = build_plan(request, settings, store.unhealthy(PROVIDERS))
+        plan = build_plan(request, settings, skip)
     except InvalidRequest as exc:
         plan, rejected = Plan(kind=job.kind), [(p, str(exc)) for p in phones]
     for i, chunk in enumerate(plan.chunks):
         spec = replace(chunk, number=(job.chunk.number + 1) * 1000 + i)  # a bid of its own
-        chunk_args = chunk_job(job.kind, queue, spec)
+        chunk_args = chunk_job(job.kind, queue, spec, retry.attempt)
         store.open_chunk(
             job.message_id, spec.number, chunk_args, lease_end_ms(settings, now_ms()), queued=False
         )
-        dispatch_chunk.apply_async(
-            (job.message_id, job.kind, chunk_args["chunk"], 0), queue=queue, priority=RETRY_PRIORITY
-        )
+        args = (job.message_id, job.kind, chunk_args["chunk"], retry.attempt)
+        dispatch_chunk.apply_async(args, queue=queue, priority=RETRY_PRIORITY)
     rejected += plan.rejected
+    if retry.stay and plan.rejected:
+        # No other vendor can take them: wait for this one (its next probe, or the retry's backoff).
+        stay = tuple(p for p, _ in plan.rejected)
+        schedule_retry(store, settings, job, replace(retry, phones=stay, failover=False), queue)
+        rejected = rejected[: len(rejected) - len(plan.rejected)]
+    else:
+        store.end_lease(job.message_id, job.chunk.number)
     if rejected:
         outcomes = [Outcome(p, State.FAILED, "NO_ROUTE", why) for p, why in rejected]
         store.record(
             job.message_id,
             job.chunk.provider,
             Recording(outcomes),
-            from_states=(State.RETRY,),
+            from_states=(State.QUEUED, State.RETRY),
             why="failover",
         )
-    store.end_lease(job.message_id, job.chunk.number)
-    log.warning("failed over", recipients=len(phones), to=sorted(plan.providers), unroutable=len(rejected))
+    log.warning(
+        "failed over", recipients=len(phones), to=sorted(plan.providers), unroutable=len(rejected),
+        reason=retry.reason,
+    )

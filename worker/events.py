@@ -28,6 +28,11 @@ A number added to or removed from the opt-out list is an entry of ``type`` "opto
 ``action`` ("added" or "removed"), ``provider`` (the vendor the reply came through; "" from the CLI),
 ``source`` ("reply" or "cli") and ``word`` (the reply's words, normalized, or "").
 
+A vendor's balance under its ``balance_threshold``, or at zero, is an entry of ``type`` "balance":
+``provider``, ``item`` (the vendor's category, e.g. 行业短信), ``value`` (in the vendor's unit),
+``threshold`` and ``action`` ("low": under the threshold; "empty": no credit left, the vendor is
+benched until a poll shows credit; "credit": credit again, the bench is lifted).
+
 The stream is bounded by age (``retention_s``) and by length (``events_maxlen``), both approximately.
 Read it with ``XREAD`` or a consumer group (README "Events").
 """
@@ -145,7 +150,30 @@ class OptoutEvent:
         }
 
 
-Event = StateEvent | SweepEvent | InboundEvent | OptoutEvent
+@dataclass(frozen=True, slots=True)
+class BalanceEvent:
+    """A vendor's balance needs attention: ``action`` "low", "empty" or "credit" (module docstring)."""
+
+    provider: str
+    item: str
+    value: float
+    threshold: float
+    action: str = "low"
+
+    def encode(self, at_ms: int) -> dict[str, str]:
+        return {
+            "v": VERSION,
+            "type": "balance",
+            "at": str(at_ms),
+            "provider": self.provider,
+            "item": self.item,
+            "value": f"{self.value:g}",
+            "threshold": f"{self.threshold:g}",
+            "action": self.action,
+        }
+
+
+Event = StateEvent | SweepEvent | InboundEvent | OptoutEvent | BalanceEvent
 
 
 def group(

@@ -14,6 +14,7 @@ from worker.store.receipts import ReceiptsMixin, final_state
 from worker.store.recipients import Claim, Outcome, RecipientsMixin, Recording, window_bucket
 from worker.store.records import FINAL, NO_RECORD, UNSETTLED, Record, State, now_ms
 from worker.store.sweeps import SweepsMixin
+from worker.store.vendors import VendorsMixin
 from worker.store.webhooks import WebhooksMixin
 
 __all__ = [
@@ -34,6 +35,8 @@ __all__ = [
 ]
 
 
-class Store(RecipientsMixin, ReceiptsMixin, SweepsMixin, InboundMixin, WebhooksMixin, InboxMixin):
+class Store(
+    RecipientsMixin, ReceiptsMixin, SweepsMixin, InboundMixin, WebhooksMixin, InboxMixin, VendorsMixin
+):
     """State operations for one Redis client and its settings. Each method is one round trip unless
     its docstring says otherwise."""

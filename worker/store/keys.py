@@ -75,3 +75,25 @@ class Keys:
     @staticmethod
     def unmatched(provider: str) -> str:
         return f"{PREFIX}:unmatched:{provider}"
+
+    # -- vendor health (worker/store/vendors.py): one of each per vendor, so bounded --------------------
+
+    @staticmethod
+    def breaker(provider: str) -> str:
+        """The vendor's circuit breaker (a hash, see ``lua/breaker.lua``)."""
+        return f"{PREFIX}:breaker:{provider}"
+
+    @staticmethod
+    def vendor_ok(provider: str) -> str:
+        """``<ms>:<token>`` of the vendor's last successful call (it also closes the breaker)."""
+        return f"{PREFIX}:vendor:{provider}:ok"
+
+    @staticmethod
+    def polled(provider: str) -> str:
+        """The vendor's last polls: what was pulled -> ``<ms>|ok`` or ``<ms>|<error>``."""
+        return f"{PREFIX}:vendor:{provider}:polled"
+
+    @staticmethod
+    def balance(provider: str) -> str:
+        """The vendor's balances: item -> ``<value>|<ms read>``."""
+        return f"{PREFIX}:balance:{provider}"
