@@ -35,6 +35,17 @@ class OptoutSettings(Section):
         1_000_000, ge=1, le=10**9, description="approximate cap of the inbound stream"
     )
 
+    @field_validator("kinds")
+    @classmethod
+    def _kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """A misspelt kind would silently send to numbers that opted out: refused at start."""
+        from config.settings import KINDS  # settings imports this module; KINDS is defined by now
+
+        unknown = [kind for kind in value if kind not in KINDS]
+        if unknown:
+            raise ValueError(f"unknown kind {unknown[0]!r} (expected some of {', '.join(KINDS)})")
+        return value
+
 
 class BreakerSettings(Section):
     """A circuit breaker per vendor, shared by every worker in Redis."""

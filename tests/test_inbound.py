@@ -281,3 +281,16 @@ def test_a_page_whose_poller_died_is_recorded_by_the_next_run(
     r.xadd(Keys.inbound_inbox, page, id="1000-0")  # the same page, stored long ago by a poller that died
     assert inbound.poll_inbound("xiaorui") == 1
     assert r.xlen(Keys.inbound_inbox) == 0 and r.sismember(Keys.optout, P1)
+
+
+def test_a_misspelt_opt_out_kind_is_refused_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from config.settings import SettingsError, get_settings
+
+    monkeypatch.setenv("SMSD_OPTOUT__KINDS", '["notify", "marketting"]')
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SettingsError, match="SMSD_OPTOUT__KINDS: unknown kind 'marketting'"):
+            get_settings()
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
