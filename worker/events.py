@@ -16,7 +16,8 @@ moved to the same state together (a vendor call's accepted phones, a page of rec
 
 A sweep (``tasks.poll``) that repaired something says so in an entry of ``type`` "sweep": ``action``
 ("requeued": a lost chunk queued again; "settled": recipients failed with NO_RECEIPT; "receipts_applied":
-pages a dead poller left), ``message_id`` (may be empty) and ``count``.
+pages a dead poller left; "inbound_applied": the same for inbound pages, by ``tasks.inbound``),
+``message_id`` (may be empty) and ``count``.
 
 An inbound reply (MO), pulled or pushed, is an entry of ``type`` "inbound": ``provider``, ``phone``
 (normalized when it is a number we could send to, else as the vendor gave it), ``content`` (the reply's
