@@ -5,6 +5,8 @@ list's own API, and ``tasks.inbound.poll_inbound`` against the simulator over HT
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import redis
 from hypothesis import HealthCheck, given
@@ -184,9 +186,13 @@ def test_hostile_content_is_stored_cut_to_its_bound(store: Store) -> None:
     content=st.text(max_size=300),
     phone=st.one_of(st.just(P1), st.text(max_size=80)),
     at=st.text(max_size=40),
-    provider=st.sampled_from(["xiaorui", "tencent", "ihuyi", "infocloud"]),
+    provider=st.one_of(st.sampled_from(["xiaorui", "tencent", "ihuyi", "infocloud"]), st.text(max_size=80)),
 )
-@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(
+    max_examples=int(os.environ.get("SMSD_PROPERTY_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 def test_any_reply_is_recorded_once_and_read_back(
     store: Store, content: str, phone: str, at: str, provider: str
 ) -> None:
