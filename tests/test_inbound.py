@@ -300,3 +300,30 @@ def test_a_misspelt_opt_out_kind_is_refused_at_start(monkeypatch: pytest.MonkeyP
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
+
+
+def test_a_failed_pull_ends_the_run_quietly(sim: SimulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from providers.errors import TransientError
+    from tasks.inbound import poll_inbound
+
+    def busy(self: object) -> tuple[InboundMessage, ...]:
+        raise TransientError("xiaorui: too many connections", provider="xiaorui", code="21")
+
+    monkeypatch.setattr("providers.xiaorui.XiaoruiProvider.poll_inbound", busy)
+    assert poll_inbound("xiaorui") == 0
+
+
+def test_a_page_is_kept_when_recording_it_fails(
+    sim: SimulatorServer, store: Store, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks.inbound import apply_inbound_page
+
+    def redis_gone(self: Store, replies: object) -> int:
+        raise redis.ConnectionError("Redis went away")
+
+    monkeypatch.setattr(Store, "record_inbound", redis_gone)
+    with pytest.raises(redis.ConnectionError):
+        apply_inbound_page(store, "xiaorui", [reply("TD")])
+    monkeypatch.undo()
+    ((_, page),) = r.xrange(Keys.inbound_inbox)  # kept for drain_inbound, not lost with the pull
+    assert page["provider"] == "xiaorui" and "TD" in page["page"]
