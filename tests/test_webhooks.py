@@ -23,7 +23,7 @@ from tests.readme_examples import load_example
 from tests.webhook_receiver import Receiver, stream_order
 from worker.events import StateEvent
 from worker.store import Keys, Store
-from worker.webhooks import RunReport, deliver, headers_for
+from worker.webhooks import RunReport, backoff_s, deliver, headers_for, shown_url
 
 SECRET = "whsec-0123456789abcdef-test"
 
@@ -77,6 +77,13 @@ def test_the_readme_recipe_accepts_our_signature_and_refuses_tampering() -> None
     assert not verify(SECRET, headers, body, now=now + 301)  # replayed after 5 minutes
     assert not verify(SECRET, {**headers, "X-Smsd-Timestamp": str(now + 1)}, body, now=now)  # re-dated
     assert not verify(SECRET, {"X-Smsd-Timestamp": str(now)}, body, now=now)  # unsigned
+
+
+def test_the_backoff_doubles_up_to_its_cap_and_urls_are_shown_without_credentials() -> None:
+    section = hooks("https://hooks.example.com/x", backoff_base_s=1, backoff_cap_s=300)
+    assert [backoff_s(section, n) for n in (1, 2, 3, 9, 10, 500)] == [1, 2, 4, 256, 300, 300]
+    assert shown_url("https://u:p@hooks.example.com:8443/in?token=t") == "https://hooks.example.com:8443/in?…"
+    assert shown_url("http://[::1]:9000/h") == "http://[::1]:9000/h"
 
 
 def test_an_endpoint_down_for_a_while_gets_every_event_once_in_order(
