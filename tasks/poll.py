@@ -63,7 +63,9 @@ def poll_receipts(self: Task, provider: str = "infocloud") -> int:
             break
         except ProviderError as exc:
             log.warning("receipt poll failed", provider=provider, code=exc.code, error=str(exc))
+            store.note_poll(provider, "receipts", f"{type(exc).__name__} {exc.code}".strip())
             break
+        store.note_poll(provider, "receipts")  # for ``smsdispatch vendors``
         applied += apply_page(store, provider, receipts)
         if len(receipts) < section.receipt_page_size:
             break

@@ -258,3 +258,13 @@ def test_a_failed_balance_query_is_noted_not_raised(r: redis.Redis, settings: Se
         adapter.client = httpx.Client()
     assert section.configured()
     assert Store(r, settings).vendor_health(["xiaorui"])[0].polls["balance"][1] == "NotSentError"
+
+
+def test_a_receipt_poll_is_noted_for_the_vendors_command(
+    sim: SimulatorServer, r: redis.Redis, settings: Settings
+) -> None:
+    from tasks.poll import poll_receipts
+
+    poll_receipts("infocloud")
+    when, how = Store(r, settings).vendor_health(["infocloud"])[0].polls["receipts"]
+    assert how == "ok" and abs(when / 1000 - time.time()) < 5
