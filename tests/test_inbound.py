@@ -327,3 +327,27 @@ def test_a_page_is_kept_when_recording_it_fails(
     monkeypatch.undo()
     ((_, page),) = r.xrange(Keys.inbound_inbox)  # kept for drain_inbound, not lost with the pull
     assert page["provider"] == "xiaorui" and "TD" in page["page"]
+
+
+def test_two_pollers_at_once_keep_the_pull_cadence(
+    sim: SimulatorServer, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two beats (or a beat and a manual run) pulling together: the vendor sees at most
+    ``query_per_minute`` pulls in the minute, counted by the simulator, and no reply is lost."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from config.settings import get_settings
+    from tasks.inbound import poll_inbound
+
+    for i in range(5000):  # full pages of 1000: each poller would pull again at once
+        sim.state.add_inbound("xiaorui", {"mobile": P1, "content": f"reply {i}", "time": str(i)})
+    monkeypatch.setenv("SMSD_XIAORUI__QUERY_PER_MINUTE", "3")
+    get_settings.cache_clear()
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            new = sum(pool.map(poll_inbound.run, ["xiaorui", "xiaorui"]))  # .run: no Celery request stack
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert sim.state.counters("xiaorui").requests == 3
+    assert new == 3000 == r.xlen(Keys.inbound)
