@@ -25,7 +25,7 @@ def test_vendors_shows_breaker_bench_balance_and_last_call(r: redis.Redis, setti
     text = out.output
     assert "xiaorui\n  configured yes\n  breaker    open since" in text
     assert f"{settings.breaker.failures} failures in a row, next probe in" in text
-    assert "until 20" in text and "code 2001: API授权错误" in text  # benched for unhealthy_s
+    assert "until 20" in text and "(in 5 min): code 2001: API授权错误" in text  # for unhealthy_s
     assert "until a balance poll shows credit: code BALANCE" in text
     assert "sms 0 (" in text and "2023-11-14 22:13:20Z" in text  # tencent's last successful call
 

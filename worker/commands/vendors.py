@@ -34,11 +34,13 @@ def _open() -> tuple[Settings, Store]:
 
 
 def ago(ms: int, now_ms: int | None = None) -> str:
-    """``ms`` (since the epoch) as a UTC time and how long ago, or "never"."""
+    """``ms`` (since the epoch) as a UTC time and how long ago (or how soon), or "never"."""
     if not ms:
         return "never"
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     when = datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    if ms > now_ms:
+        return f"{when} (in {_span((ms - now_ms) / 1000)})"
     return f"{when} ({_span((now_ms - ms) / 1000)} ago)"
 
 
