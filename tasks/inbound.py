@@ -57,7 +57,9 @@ def poll_inbound(self: Task, provider: str = "xiaorui") -> int:
             break
         except ProviderError as exc:
             log.warning("inbound pull failed", provider=provider, code=exc.code, error=str(exc))
+            store.note_poll(provider, "inbound", f"{type(exc).__name__} {exc.code}".strip())
             break
+        store.note_poll(provider, "inbound")  # for ``smsdispatch vendors``
         if not replies:
             break
         new += apply_inbound_page(store, provider, replies)

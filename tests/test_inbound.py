@@ -351,3 +351,20 @@ def test_two_pollers_at_once_keep_the_pull_cadence(
         get_settings.cache_clear()
     assert sim.state.counters("xiaorui").requests == 3
     assert new == 3000 == r.xlen(Keys.inbound)
+
+
+def test_a_pull_says_when_it_ran_and_how(
+    sim: SimulatorServer, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from providers.errors import TransientError
+    from tasks.inbound import poll_inbound
+
+    poll_inbound("xiaorui")
+    assert r.hget(Keys.polled("xiaorui"), "inbound").endswith("|ok")
+
+    def busy(self: object) -> tuple[InboundMessage, ...]:
+        raise TransientError("xiaorui: too many connections", provider="xiaorui", code="21")
+
+    monkeypatch.setattr("providers.xiaorui.XiaoruiProvider.poll_inbound", busy)
+    poll_inbound("xiaorui")
+    assert r.hget(Keys.polled("xiaorui"), "inbound").endswith("|TransientError 21")
