@@ -25,7 +25,7 @@ from tasks.dispatch import ChunkJob, ChunkRun, Retry, run_chunk, stale_ms
 from tasks.plan import ChunkSpec, InvalidRequest, Plan, SendInput, build_plan, validate_request
 from worker.app import INFRA_ERRORS, RETRY_PRIORITY, app, queue_for
 from worker.registry import get_provider
-from worker.store import Outcome, Recording, State, Store, get_redis, now_ms
+from worker.store import NO_RECORD, Outcome, Recording, State, Store, get_redis, now_ms
 
 log = structlog.get_logger(__name__)
 MAX_REJECTIONS_RETURNED = 1000
@@ -288,8 +288,9 @@ def fail_over(store: Store, settings: Settings, job: ChunkJob, retry: Retry, que
         plan = build_plan(request, settings, skip)
     except InvalidRequest as exc:
         plan, rejected = Plan(kind=job.kind), [(p, str(exc)) for p in phones]
-    for i, chunk in enumerate(plan.chunks):
-        spec = replace(chunk, number=(job.chunk.number + 1) * 1000 + i)  # a bid of its own
+    numbers = store.failover_numbers(job.message_id, len(plan.chunks)) if plan.chunks else range(0)
+    for number, chunk in zip(numbers, plan.chunks, strict=True):
+        spec = replace(chunk, number=number)  # a bid of its own
         chunk_args = chunk_job(job.kind, queue, spec, retry.attempt)
         store.open_chunk(
             job.message_id, spec.number, chunk_args, lease_end_ms(settings, now_ms()), queued=False
@@ -310,7 +311,7 @@ def fail_over(store: Store, settings: Settings, job: ChunkJob, retry: Retry, que
             job.message_id,
             job.chunk.provider,
             Recording(outcomes),
-            from_states=(State.QUEUED, State.RETRY),
+            from_states=(NO_RECORD, State.QUEUED, State.RETRY),  # never claimed, or claimed and refused
             why="failover",
         )
     log.warning(

@@ -268,3 +268,53 @@ def test_a_receipt_poll_is_noted_for_the_vendors_command(
     poll_receipts("infocloud")
     when, how = Store(r, settings).vendor_health(["infocloud"])[0].polls["receipts"]
     assert how == "ok" and abs(when / 1000 - time.time()) < 5
+
+
+# -- fail_over (tasks/send.py) -------------------------------------------------------------------------
+
+
+def routed(settings: Settings, otp: tuple[str, ...]) -> Settings:
+    return settings.model_copy(update={"routing": {**settings.routing, "otp": otp}})
+
+
+def test_a_failover_goes_to_the_next_vendor_with_its_attempt_and_a_short_bid(
+    store: Store, settings: Settings
+) -> None:
+    from tasks.dispatch import Retry
+    from tasks.send import fail_over
+
+    custom = routed(store.settings, ("infocloud", "tencent"))
+    job = chunk_job("otp", [P1])
+    for _ in range(5):  # however often it fails over, the chunk numbers stay short and new
+        fail_over(store, custom, job, Retry((P1,), 0.1, 3, failover=True, reason="failover", stay=True),
+                  "sms.otp")
+    numbers = sorted(int(n) for n in store.r.hkeys(Keys.plan("msg-1")))
+    assert numbers == [10**9 + i for i in range(5)]
+    moved = store.chunk_job("msg-1", numbers[-1])
+    assert moved is not None and moved["chunk"]["provider"] == "tencent" and moved["attempt"] == 3
+    assert len(f"{'x' * 36}.{numbers[-1]}") <= 64  # Infocloud's bid
+
+
+def test_a_failover_with_no_other_vendor_waits_for_this_one(store: Store, settings: Settings) -> None:
+    from tasks.dispatch import Retry
+    from tasks.send import fail_over
+
+    store.claim("msg-1", "otp", "infocloud", [P1], settings.limits["otp"], 60_000, "tok")
+    custom = routed(store.settings, ("infocloud",))
+    fail_over(store, custom, chunk_job("otp", [P1]), Retry((P1,), 2.0, 1, failover=True, reason="breaker",
+              stay=True), "sms.otp")
+    job = store.chunk_job("msg-1", 0)
+    assert job is not None and job["chunk"]["provider"] == "infocloud" and job["chunk"]["phones"] == [P1]
+    assert store.records("msg-1")[P1].state != State.FAILED  # not failed: it waits for the vendor
+
+
+def test_a_refused_vendor_with_no_other_fails_its_phones_no_route(store: Store, settings: Settings) -> None:
+    from tasks.dispatch import Retry
+    from tasks.send import fail_over
+
+    store.bench("infocloud", "40002", "余额不足", until_credit=True)
+    custom = routed(store.settings, ("infocloud",))
+    fail_over(store, custom, chunk_job("otp", [P1]), Retry((P1,), 0.0, 0, failover=True, reason="40002"),
+              "sms.otp")
+    record = store.records("msg-1")[P1]
+    assert (record.state, record.code) == (State.FAILED, "NO_ROUTE")  # from queued: nothing was claimed

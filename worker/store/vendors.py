@@ -24,6 +24,7 @@ BREAKER_TTL_S = 86400  # a breaker nobody has asked about for a day starts close
 VENDOR_KEYS_TTL_S = 30 * 86400  # last success, last polls, balances
 UNTIL_CREDIT = "credit"
 BREAKER_CODE = "BREAKER"
+FAILOVER_BASE = 10**9  # chunk numbers from here on were made by a failover
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,16 @@ class VendorsMixin(StoreBase):
         if kind in self.settings.breaker.failover_kinds:
             out = {**self.open_breakers(providers), **out}
         return out
+
+    def failover_numbers(self, message_id: str, count: int) -> range:
+        """``count`` chunk numbers of ``message_id`` never used before, for chunks planned again on another
+        vendor: above any planned chunk's (at most ``MAX_RECIPIENTS``), and short however often a send fails
+        over, so the call's bid stays within Infocloud's 64 characters."""
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.hincrby(Keys.message(message_id), "failovers", count)
+            pipe.expire(Keys.message(message_id), self.ttl)
+            last = int(pipe.execute()[0])
+        return range(FAILOVER_BASE + last - count, FAILOVER_BASE + last)
 
     # -- benches ------------------------------------------------------------------------------------
 
