@@ -24,14 +24,16 @@ from config.settings import get_settings
 from providers.base import InboundMessage, Provider, Receipt
 from providers.errors import MalformedPush, UnsupportedFeature
 from providers.pushes import PushKind
+from providers.vendors import VENDORS
 from worker.app import INFRA_ERRORS, app
-from worker.registry import get_provider
+from worker.registry import get_provider, offers
 from worker.store import Store, get_redis
 from worker.store.inbox import StoredPush
 
 log = structlog.get_logger(__name__)
 BATCH = 500  # pushes claimed per round
 MAX_ROUNDS = 20  # per run; beat calls again
+RECEIPT_PUSHERS = tuple(vendor for vendor in VENDORS if offers(vendor, "parse_receipt_push"))
 RETRIED: dict[str, Any] = {"autoretry_for": INFRA_ERRORS, "retry_backoff": 2, "max_retries": 5}
 
 
@@ -75,6 +77,9 @@ def apply_batch(store: Store, kind: PushKind, pushes: Sequence[StoredPush]) -> C
             counts["dead"] += 1
             continue
         applied.append(push.entry_id)
+    if kind is PushKind.RECEIPTS:
+        for vendor in RECEIPT_PUSHERS:  # receipts parked for a message not known yet are tried again
+            parsed.setdefault(vendor, [])
     for vendor, items in parsed.items():
         if kind is PushKind.RECEIPTS:
             counts["receipts"] += store.apply_receipts(vendor, items)

@@ -4,7 +4,10 @@ controls.
 Controls (JSON): ``GET /_sim/stats`` counters per vendor; ``POST /_sim/faults`` ``{"vendor": {plan}}``
 (see :class:`FaultPlan`; ``null`` clears); ``POST /_sim/config`` fields of :class:`SimConfig`;
 ``POST /_sim/reset`` clears counters, queues and faults; ``POST /_sim/inbound`` ``{"vendor", ...}`` queues
-a reply (MO) for vendors that offer inbound.
+a reply (MO) for vendors that offer inbound (``phone``, ``content``).
+
+Vendors that push do so from a background thread (``pusher.py``, ``app.state.pusher``) once
+``SimConfig.push_urls`` names our receivers for them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from config.settings import Settings
 from providers.simulator.core import FaultPlan, SimConfig, SimState
+from providers.simulator.pusher import start_pusher
 from providers.vendors import VENDORS
 
 
@@ -43,6 +47,7 @@ def build_app(settings: Settings, state: SimState | None = None) -> Starlette:
     app = Starlette(routes=routes)
     app.state.sim = state
     app.state.vendors = sims
+    app.state.pusher = start_pusher(state, sims)
     return app
 
 

@@ -90,6 +90,10 @@ class SimConfig:
     tps_limit: int = 300  # Infocloud send throughput, calls per second
     known_templates: tuple[str, ...] = ()  # empty: every template id exists
     clock_skew_s: float = 60.0
+    # Vendors that push (``pusher.py``): vendor -> base URL of our receivers (``http://host:port``); its
+    # receipts and replies are then POSTed to ``<base>/push/<vendor>/<kind>`` instead of waiting for a pull.
+    push_urls: dict[str, str] = field(default_factory=dict)
+    push_tokens: dict[str, str] = field(default_factory=dict)  # vendor -> ``?token=`` of its push URLs
 
 
 @dataclass
@@ -105,6 +109,8 @@ class VendorCounters:
     requests: int = 0  # every HTTP request, rejected or not
     answered_codes: Counter[str] = field(default_factory=Counter)
     dropped: int = 0  # calls whose answer a time-out or reset fault withheld, counted when the fault ends
+    pushed: int = 0  # pushes our receiver answered 2xx (``pusher.py``)
+    push_failed: int = 0  # pushes given up on after the vendor's tries
 
 
 class SimState:
@@ -265,6 +271,8 @@ class SimState:
                         "codes": dict(c.answered_codes),
                         "dropped": c.dropped,
                         "pending_receipts": len(self.receipts.get(name, ())),
+                        "pushed": c.pushed,
+                        "push_failed": c.push_failed,
                     }
                     for name, c in self.vendors.items()
                 },

@@ -8,7 +8,9 @@ Beijing day (4082) to one number; answers in XML unless ``format=json``.
 
 Not in our documents, so chosen here: how long a dynamic password stays fresh (``SimConfig.clock_skew_s``,
 past it 40501), and the receipt ``code`` (``1`` delivered, ``0`` not; ``msg`` DELIVRD or UNDELIV).
-Receipts are queued as the vendor's push form ``{code, msg, mobilephone, smsid, report_time}``.
+Receipts are queued as the vendor's push form ``{code, msg, mobilephone, smsid, report_time}`` and, with a
+push URL (``SimConfig.push_urls``), POSTed one form each, as are replies queued with ``/_sim/inbound``
+(``{mobilephone, content, smsid, reply_time}``); a push not answered 2xx is tried 3 times in all.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 from xml.sax.saxutils import escape
 
 from starlette.requests import Request
@@ -35,6 +37,7 @@ from providers.ihuyi import (
     submit_password,
 )
 from providers.simulator.core import BEIJING, Answer, Refused, SimState, sent_today, serve
+from providers.simulator.pusher import PushBody
 
 VENDOR = "ihuyi"
 DAILY_CAP = 5  # 4082: 超出同一手机号一天之内【5】条短信限制
@@ -109,6 +112,21 @@ class IhuyiSim:
             raise Refused("40502")
         if abs(int(at) - self.clock()) > self.state.config.clock_skew_s:
             raise Refused("40501")
+
+    # -- pushes -------------------------------------------------------------------------------------
+
+    push_tries = 3  # "the vendor tries up to 3 times"
+
+    def push_bodies(self, receipts: list[dict[str, Any]], replies: list[dict[str, Any]]) -> list[PushBody]:
+        """A form POST per receipt and per reply (``/_sim/inbound`` items: ``phone``, ``content``)."""
+        form = "application/x-www-form-urlencoded"
+        out: list[PushBody] = [("receipts", urlencode(r).encode(), form) for r in receipts]
+        now = datetime.now(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
+        for m in replies:
+            reply = {"mobilephone": str(m.get("phone", "")), "content": str(m.get("content", "")),
+                     "smsid": str(m.get("smsid", "")), "reply_time": now}
+            out.append(("inbound", urlencode(reply).encode(), form))
+        return out
 
     # -- methods ------------------------------------------------------------------------------------
 

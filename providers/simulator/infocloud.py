@@ -3,7 +3,10 @@
 Behaves as shared/seeds/004_f36aac20ad5cfd9d.txt describes: checks the x-* headers and the HMAC over
 the sorted body and headers, the 13-digit timestamp within ±60 s, repeated nonces, the 1000-phone limit,
 about 300 calls a second, 3 queries a minute, balance once per 15 s, and answers with the documented
-codes. Receipts come back once only, at most 600 a call.
+codes. Receipts come back once only, at most 600 a call. With a push URL (``SimConfig.push_urls``) it
+pushes them instead, and replies queued with ``/_sim/inbound`` (MO is push-only), in the document's push
+format: ``{"apiKey", "data": [{msgId, tel, arriveResult, arriveTime, bid}]}`` and ``{"apiKey", "data":
+[{srcId, tel, content, arriveTime}]}``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from starlette.routing import Route
 from config.settings import Settings
 from providers.infocloud import DELIVERED, SIGN_METHODS, InfocloudSettings, canonical_string, sign
 from providers.simulator.core import BEIJING, Answer, Refused, SimState, serve
+from providers.simulator.pusher import PushBody
 
 VENDOR = "infocloud"
 MAX_PHONES = 1000
@@ -107,6 +111,25 @@ class InfocloudSim:
                 self.nonces = {n: t for n, t in self.nonces.items() if t > now - 2 * window_s}
             self.nonces[nonce] = now
 
+    # -- pushes -------------------------------------------------------------------------------------
+
+    push_tries = 3  # the document says nothing of retries; like Ihuyi
+
+    def push_bodies(self, receipts: list[dict[str, Any]], replies: list[dict[str, Any]]) -> list[PushBody]:
+        """One receipt push for ``receipts`` (pulled items renamed: ``arrive`` is ``arriveResult``) and one
+        MO push for ``replies`` (``/_sim/inbound`` items: ``phone``, ``content``, optional ``srcId``)."""
+        out: list[PushBody] = []
+        if receipts:
+            data = [{**{k: v for k, v in r.items() if k != "arrive"}, "arriveResult": r["arrive"]}
+                    for r in receipts]
+            out.append(("receipts", _push(self.api_key, data), "application/json"))
+        if replies:
+            now = datetime.now(BEIJING).strftime("%y%m%d%H%M")
+            data = [{"srcId": str(m.get("srcId", "10690000")), "tel": str(m.get("phone", "")),
+                     "content": str(m.get("content", "")), "arriveTime": now} for m in replies]
+            out.append(("inbound", _push(self.api_key, data), "application/json"))
+        return out
+
     # -- endpoints ----------------------------------------------------------------------------------
 
     def _send(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -186,6 +209,10 @@ def _param_list(value: Any, code: str = "60006") -> list[Any]:
     if not isinstance(parsed, list):
         raise Refused(code)
     return parsed
+
+
+def _push(api_key: str, data: list[dict[str, Any]]) -> bytes:
+    return json.dumps({"apiKey": api_key, "data": data}, ensure_ascii=False).encode()
 
 
 def _receipt(msg_id: str, phone: str, delivered: bool, bid: str) -> dict[str, Any]:

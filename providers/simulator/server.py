@@ -60,6 +60,7 @@ class SimulatorServer:
         return self
 
     def stop(self) -> None:
+        self.app.state.pusher.stop()
         self._server.should_exit = True
         self._thread.join(timeout=10)
         self._socket.close()

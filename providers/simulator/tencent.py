@@ -6,7 +6,8 @@ describe: checks ``sdkappid``, the sha256 ``sig`` over AppKey, random, time (and
 the per-number caps with Tencent's console defaults (1 per 30 s -> 1023, 5 per hour -> 1024, 10 per
 Beijing day -> 1025). Tencent's own SDK (``qcloudsms_py``) is accepted as is. Receipts are the callback
 items ``{user_receive_time, nationcode, mobile, report_status, errmsg, description, sid}``, pulled once
-each, at most 100 a call.
+each, at most 100 a call, or, with a push URL (``SimConfig.push_urls``), sent as callbacks: receipts as a
+JSON array, each reply queued with ``/_sim/inbound`` as one object.
 
 Codes not in our documents, used where the documents give none: 1004 (body is not JSON).
 """
@@ -26,6 +27,7 @@ from starlette.routing import Route
 
 from config.settings import Settings
 from providers.simulator.core import Answer, Refused, SimState, sent_today, serve
+from providers.simulator.pusher import PushBody
 from providers.tencent import (
     BEIJING,
     MAINLAND_CODE,
@@ -106,6 +108,19 @@ class TencentSim:
         if not hmac.compare_digest(expected, str(body.get("sig") or "")):
             raise Refused("1001")
         return body
+
+    # -- callbacks (pushes) -------------------------------------------------------------------------
+
+    push_tries = 3
+
+    def push_bodies(self, receipts: list[dict[str, Any]], replies: list[dict[str, Any]]) -> list[PushBody]:
+        out: list[PushBody] = []
+        if receipts:
+            out.append(("receipts", json.dumps(receipts, ensure_ascii=False).encode(), "application/json"))
+        for item in replies:
+            body = json.dumps(self._reply(item), ensure_ascii=False).encode()
+            out.append(("inbound", body, "application/json"))
+        return out
 
     # -- endpoints ----------------------------------------------------------------------------------
 
