@@ -106,3 +106,19 @@ def test_a_receipt_pushed_twice_changes_nothing_twice(  # type: ignore[no-untype
     assert apply_pushes()["pushes"] == 3
     assert store.records(message_id)["13500000099"].state == State.DELIVERED
     assert r.xlen(Keys.events) == events
+
+
+def test_replies_by_push_are_recorded_and_opt_out(  # type: ignore[no-untyped-def]
+    pushing_sim: SimulatorServer, r: redis.Redis, settings: Settings
+) -> None:
+    from tasks.push import apply_pushes
+
+    store = Store(r, settings)
+    replies = {"infocloud": "13900000077", "ihuyi": "13500000077", "tencent": "13600000077"}
+    for vendor, phone in replies.items():  # Infocloud's MO is push-only; Ihuyi's too
+        pushing_sim.state.add_inbound(vendor, {"phone": phone, "content": "退订"})
+    wait_for(lambda: bool(apply_pushes()) and len(store.inbound()) == 3, timeout=30, interval=0.2)
+    assert {(reply.provider, reply.phone, reply.content) for reply in store.inbound()} == {
+        (vendor, phone, "退订") for vendor, phone in replies.items()
+    }
+    assert all(store.optout(phone) is not None for phone in replies.values())
