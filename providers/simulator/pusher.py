@@ -33,13 +33,19 @@ class Pusher:
     """``Pusher(state, sims).start()``; ``stop()`` ends the thread. Every ``interval_s`` seconds it pushes
     what is due for each vendor with a push URL."""
 
-    def __init__(self, state: SimState, sims: Mapping[str, Any], interval_s: float = 0.1) -> None:
+    def __init__(
+        self,
+        state: SimState,
+        sims: Mapping[str, Any],
+        interval_s: float = 0.1,
+        client: httpx.Client | None = None,
+    ) -> None:
         self.state = state
         self.sims = {name: sim for name, sim in sims.items() if hasattr(sim, "push_bodies")}
         self.interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="simulator-pusher", daemon=True)
-        self._client = httpx.Client(timeout=5.0)
+        self._client = client or httpx.Client(timeout=5.0)
 
     def start(self) -> Pusher:
         self._thread.start()
