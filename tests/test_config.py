@@ -211,7 +211,10 @@ def test_old_imports_of_vendor_sections_and_attribute_access_keep_working() -> N
             {"SMSD_TENCENT__BASE_URL": "http://exa mple.com"},
             "SMSD_TENCENT__BASE_URL: has no host, or one with",
         ),
-        ({"SMSD_INFOCLOUD__BALANCE_POLL_INTERVAL_S": "5"}, "SMSD_INFOCLOUD__BALANCE_POLL_INTERVAL_S: Input should be"),
+        (
+            {"SMSD_INFOCLOUD__BALANCE_POLL_INTERVAL_S": "5"},
+            "SMSD_INFOCLOUD__BALANCE_POLL_INTERVAL_S: Input should be",
+        ),
         (
             {"SMSD_XIAORUI__RECEIPT_POLL_INTERVAL_S": "0"},
             "SMSD_XIAORUI__RECEIPT_POLL_INTERVAL_S: Input should",
