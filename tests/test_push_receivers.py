@@ -189,3 +189,15 @@ def test_a_stored_body_that_fails_parsing_is_dead_lettered_and_reported(
     logged = capsys.readouterr()
     assert "dead-letter" in logged.out + logged.err
     assert apply_pushes() == {}  # nothing left, nothing applied twice
+
+
+def test_an_applier_that_died_leaves_its_pushes_to_the_next(r: redis.Redis, settings: Settings) -> None:
+    store = Store(r, settings)
+    first = store.store_push("ihuyi", PushKind.RECEIPTS, IHUYI_RECEIPT, FORM["content-type"])
+    second = store.store_push("ihuyi", PushKind.RECEIPTS, IHUYI_RECEIPT, FORM["content-type"])
+    claimed = store.claim_pushes(PushKind.RECEIPTS, "dead-applier", 10)
+    assert [push.entry_id for push in claimed] == [first, second]
+    r.xdel(Keys.push_inbox("receipts"), first)  # trimmed while claimed (Redis 6.2 answers it as None)
+    assert store.claim_pushes(PushKind.RECEIPTS, "next", 10, orphan_ms=60_000) == []  # not orphaned yet
+    (again,) = store.claim_pushes(PushKind.RECEIPTS, "next", 10, orphan_ms=0)
+    assert again.entry_id == second and again.body == IHUYI_RECEIPT and again.vendor == "ihuyi"

@@ -98,7 +98,8 @@ class InboxMixin(StoreBase):
         key = Keys.push_inbox(kind)
         self._ensure_group(key)
         claimed = self.r.xautoclaim(key, Keys.push_group, consumer, orphan_ms, "0-0", count)
-        rows = list(claimed[1])
+        # An entry trimmed away while claimed comes back as (None, None) from Redis 6.2 (7.0 drops it).
+        rows = [(entry_id, data) for entry_id, data in claimed[1] if entry_id is not None]
         if len(rows) < count:
             read = self.r.xreadgroup(Keys.push_group, consumer, {key: ">"}, count=count - len(rows))
             for _, entries in cast("list[Any]", read or []):
