@@ -201,3 +201,21 @@ def test_an_applier_that_died_leaves_its_pushes_to_the_next(r: redis.Redis, sett
     assert store.claim_pushes(PushKind.RECEIPTS, "next", 10, orphan_ms=60_000) == []  # not orphaned yet
     (again,) = store.claim_pushes(PushKind.RECEIPTS, "next", 10, orphan_ms=0)
     assert again.entry_id == second and again.body == IHUYI_RECEIPT and again.vendor == "ihuyi"
+
+
+def test_a_receipt_pushed_early_settles_its_recipient_later(
+    http: TestClient, r: redis.Redis, settings: Settings
+) -> None:
+    from tasks.push import apply_pushes
+    from worker.store import Outcome, Recording, State
+
+    answer = http.post("/push/ihuyi/receipts?token=ihuyi-token", content=IHUYI_RECEIPT, headers=FORM)
+    assert answer.text == "success"
+    assert apply_pushes() == {"pushes": 1}  # parked: no message has that smsid yet
+    store = Store(r, settings)
+    store.create_message("m-early", {"kind": "notify", "recipients": 1, "chunks": 1})
+    sent = Outcome("13800138000", State.SUBMITTED, "2", vendor_id="16000000000000001")
+    index = {Keys.vendor_batch("ihuyi", "16000000000000001"): "m-early"}
+    store.record("m-early", "ihuyi", Recording([sent], index=index), from_states=("none",))
+    assert apply_pushes() == {"receipts": 1}  # no new push: the parked receipt is tried again
+    assert store.records("m-early")["13800138000"].state == State.DELIVERED
