@@ -74,8 +74,8 @@ def poll_receipts(self: Task, provider: str = "infocloud") -> int:
 
 def apply_page(store: Store, provider: str, receipts: Any) -> int:
     """Store a page durably, apply it, then let it go. A crash in between leaves it to ``drain_receipts``."""
-    if not receipts:
-        return 0
+    if not receipts:  # nothing new: still give parked receipts (that beat their index) another try
+        return store.apply_receipts(provider, receipts)
     entry = store.stash_receipts(provider, receipts)
     applied = store.apply_receipts(provider, receipts)
     store.receipts_applied(entry)

@@ -302,6 +302,20 @@ def test_a_page_is_kept_in_the_inbox_while_it_is_applied(
     assert set(states(store, "m1").values()) == {"delivered"}
 
 
+def test_an_empty_page_still_settles_a_receipt_parked_before_its_index(store: Store, r: redis.Redis) -> None:
+    from providers.base import Receipt
+    from tasks.poll import apply_page
+
+    claim(store, [P1], "m1", "tok-a")
+    early = Receipt("xiaorui", P1, DeliveryState.DELIVERED, "DELIVRD", vendor_id="mid-1")
+    assert apply_page(store, "xiaorui", [early]) == 0  # its message is not known yet: parked
+    index = {Keys.vendor_batch("xiaorui", "mid-1"): "m1"}
+    accepted = [Outcome(P1, State.SUBMITTED, "0", vendor_id="mid-1")]
+    store.record("m1", "xiaorui", Recording(accepted, index=index))
+    assert apply_page(store, "xiaorui", []) == 1  # the next poll finds nothing new, but tries the parked one
+    assert store.records("m1")[P1].state == State.DELIVERED
+
+
 def test_a_page_whose_apply_failed_stays_in_the_inbox(
     sim: SimulatorServer, r: redis.Redis, settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
