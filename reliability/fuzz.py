@@ -63,12 +63,19 @@ def _short(case: Any) -> str:
 Target = tuple[st.SearchStrategy[Any], Callable[[Any], str]]
 
 
-def run(name: str, strategy: st.SearchStrategy[Any], check: Callable[[Any], str], cases: int, seed: int) -> Tally:
+def run(
+    name: str, strategy: st.SearchStrategy[Any], check: Callable[[Any], str], cases: int, seed: int
+) -> Tally:
     """Draw ``cases`` examples and classify each; exceptions out of ``check`` are the unhandled ones."""
     tally = Tally()
 
-    @settings(max_examples=cases, deadline=None, database=None, derandomize=False,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=cases,
+        deadline=None,
+        database=None,
+        derandomize=False,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(strategy)
     def probe(case: Any) -> None:
         try:
@@ -89,7 +96,9 @@ def targets() -> Iterator[tuple[str, Target]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cases", type=int, default=10_000, help="examples per target")
     parser.add_argument("--only", default="", help="comma-separated target names")
     parser.add_argument("--seed", type=int, default=20261127)
@@ -103,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         start = time.monotonic()
         tally = run(name, strategy, check, args.cases, args.seed)
         took = time.monotonic() - start
-        print(f"{name:<28} {tally.cases:>7} {tally.refused:>8} {tally.accepted:>9} {tally.unhandled:>10} {took:>6.1f}",
-              flush=True)
+        counts = f"{tally.cases:>7} {tally.refused:>8} {tally.accepted:>9} {tally.unhandled:>10}"
+        print(f"{name:<28} {counts} {took:>6.1f}", flush=True)
         if tally.unhandled:
             failed.append((name, tally))
     for name, tally in failed:
