@@ -33,7 +33,7 @@ ORPHAN_PAGE_S = 60  # a stored page not applied after this long belongs to a pol
 RETRIED: dict[str, Any] = {"autoretry_for": INFRA_ERRORS, "retry_backoff": 2, "max_retries": 5}
 
 
-@app.task(bind=True, name="tasks.inbound.poll_inbound", **RETRIED)  # type: ignore[untyped-decorator]
+@app.task(bind=True, name="tasks.inbound.poll_inbound", **RETRIED)
 def poll_inbound(self: Task, provider: str = "xiaorui") -> int:
     """Pull replies while pages come back non-empty, within the pull's cadence; store each page, then
     record it. Returns how many replies were new."""

@@ -42,7 +42,7 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-@app.task(name="tasks.push.apply_pushes", **RETRIED)  # type: ignore[untyped-decorator]  # Celery is untyped
+@app.task(name="tasks.push.apply_pushes", **RETRIED)
 def apply_pushes(limit: int = BATCH) -> dict[str, int]:
     """Apply stored pushes of every kind until none is left (at most ``MAX_ROUNDS`` batches of
     ``limit``). Returns counts: ``receipts`` recipients moved, ``inbound`` replies recorded, ``dead``

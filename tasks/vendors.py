@@ -56,7 +56,7 @@ def balance_window_s(section: VendorSettings) -> float:
 
 
 # Celery's decorator is untyped (pyproject's override lists tasks.send and tasks.poll only).
-@app.task(bind=True, name="tasks.vendors.poll_balance", **RETRIED)  # type: ignore[untyped-decorator]
+@app.task(bind=True, name="tasks.vendors.poll_balance", **RETRIED)
 def poll_balance(self: Task, provider: str) -> int:
     """Read ``provider``'s balances if its cadence allows. Returns the items read (0: not due, not
     offered, not configured, or the query failed)."""

@@ -14,7 +14,7 @@ from worker.webhooks import deliver
 EXPIRES_S = 60  # a tick that waited this long in the queue is dropped: a later one delivers instead
 
 
-@app.task(name="tasks.webhooks.deliver_webhooks", expires=EXPIRES_S)  # type: ignore[untyped-decorator]
+@app.task(name="tasks.webhooks.deliver_webhooks", expires=EXPIRES_S)
 def deliver_webhooks() -> dict[str, int | str]:
     """One delivery run (a no-op when ``webhooks.url`` is empty, another run holds the lock, or the
     backoff is not over). Returns what it did: ``delivered``, ``batches``, ``dropped``, ``stopped``."""
