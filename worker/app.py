@@ -15,11 +15,13 @@ import structlog
 from celery import Celery, signals
 from kombu import Exchange, Queue
 from kombu.exceptions import OperationalError
+from kombu.transport import redis as kombu_redis
 
 from config.settings import PROVIDERS, Settings, get_settings
 from worker.logging import configure as configure_logging
 from worker.registry import offers
 
+log = structlog.get_logger(__name__)
 QUEUES = ("sms.otp", "sms.notify", "sms.bulk", "sms.poll")
 # kombu's Redis transport keeps a list per queue and priority step and pops the lower steps first: a
 # retry (step 0) runs ahead of fresh chunks (step 6) instead of waiting behind the whole queue.
@@ -144,6 +146,38 @@ def configure(app: Celery, settings: Settings) -> None:
         beat_schedule=beat_schedule(settings),
     )
 
+
+
+DROPPED = "task ended after its broker connection dropped: it comes back after the visibility timeout"
+
+
+class _SurvivingQoS(kombu_redis.QoS):
+    """Kombu's Redis QoS, made to survive the broker connection dropping (Redis restarting).
+
+    When it drops, kombu closes the channel and gives the worker's unacknowledged tasks back at once
+    through a connection that is already gone, and a task that finishes afterwards acks on that closed
+    channel: both raise ``AttributeError`` ('NoneType' object has no attribute 'hostname' / 'client',
+    kombu issues 582 and 970) and the worker exits with "Unrecoverable error". Leave such tasks where
+    they are instead: the unacked index keeps them and kombu restores them after the visibility timeout
+    (60 s), which every task here tolerates (a rerun is safe: see tasks/dispatch.py).
+    """
+
+    restore_at_shutdown = False
+
+    def ack(self, delivery_tag: Any) -> None:
+        if self.channel.connection is None:
+            log.warning(DROPPED, tag=delivery_tag)
+            return
+        super().ack(delivery_tag)  # type: ignore[no-untyped-call]
+
+    def reject(self, delivery_tag: Any, requeue: bool = False) -> None:
+        if self.channel.connection is None:
+            log.warning(DROPPED, tag=delivery_tag)
+            return
+        super().reject(delivery_tag, requeue=requeue)  # type: ignore[no-untyped-call]
+
+
+kombu_redis.Channel.QoS = _SurvivingQoS
 
 TASK_MODULES = ["tasks.send", "tasks.poll", "tasks.push", "tasks.inbound", "tasks.vendors", "tasks.webhooks"]
 app = Celery("smsdispatch", include=TASK_MODULES)
