@@ -154,7 +154,7 @@ def test_a_permanent_code_fails_the_chunk_with_the_code(
     assert run_chunk(job([P1, P2]), settings, store, provider(settings)) == ChunkRun()
     records = store.records("msg-1")
     assert {(rec.state, rec.code) for rec in records.values()} == {(State.FAILED, "60001")}
-    assert store.unhealthy(["infocloud"]) == {}
+    assert store.benches(["infocloud"]) == {}
 
 
 def test_auth_and_balance_codes_bench_the_provider(
@@ -162,7 +162,7 @@ def test_auth_and_balance_codes_bench_the_provider(
 ) -> None:
     sim.state.set_faults("infocloud", FaultPlan(codes=("40002",), code_rate=1.0))
     run_chunk(job([P1]), settings, store, provider(settings))
-    assert store.unhealthy(["infocloud"])["infocloud"]["code"] == "40002"
+    assert store.benches(["infocloud"])["infocloud"]["code"] == "40002"
 
 
 def test_a_benched_provider_stays_benched_for_unhealthy_s(
@@ -183,7 +183,7 @@ def test_a_vendor_that_refuses_the_whole_call_hands_the_chunk_over(
     (retry,) = run_chunk(ChunkJob("msg-1", "notify", chunk), settings, store, provider(settings)).retries
     assert retry.failover and retry.phones == (P1, P2)
     assert set(states(store).values()) == {"retry"}
-    assert "infocloud" in store.unhealthy(["infocloud"])
+    assert "infocloud" in store.benches(["infocloud"])
     assert sim.state.counters("infocloud").received == {}
 
 

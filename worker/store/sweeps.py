@@ -11,7 +11,7 @@ find what fell through (a lost task, a dead poller, a vendor that never sent a r
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, cast
 
 from worker.events import SweepEvent
@@ -122,20 +122,3 @@ class SweepsMixin(StoreBase):
     def store_idempotent_result(self, key: str, fingerprint: str, result: Mapping[str, Any]) -> None:
         value = json.dumps({"message_id": result["message_id"], "fingerprint": fingerprint, "result": result})
         self.r.set(Keys.idempotency(key), value, ex=self.settings.idempotency_ttl_s, xx=True)
-
-    # -- provider health ----------------------------------------------------------------------------
-
-    def mark_unhealthy(self, provider: str, code: str, reason: str) -> None:
-        """Bench ``provider`` for ``unhealthy_s``: routing skips it meanwhile."""
-        key = Keys.health(provider)
-        with self.r.pipeline(transaction=False) as pipe:
-            pipe.hset(key, mapping={"code": code, "reason": reason[:200], "at": now_ms()})
-            pipe.expire(key, self.settings.unhealthy_s)
-            pipe.execute()
-
-    def unhealthy(self, providers: Sequence[str]) -> dict[str, dict[str, str]]:
-        with self.r.pipeline(transaction=False) as pipe:
-            for name in providers:
-                pipe.hgetall(Keys.health(name))
-            found = pipe.execute()
-        return {name: info for name, info in zip(providers, found, strict=True) if info}
