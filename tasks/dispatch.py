@@ -125,10 +125,12 @@ def fails_over(settings: Settings, job: ChunkJob) -> bool:
 def run_chunk(job: ChunkJob, settings: Settings, store: Store, provider: Provider) -> ChunkRun:
     """Send one chunk and record every recipient's outcome."""
     name = job.chunk.provider
-    gate = store.breaker_ask(name)
+    per_second = settings.vendor(name).requests_per_second
+    gate, wait = store.admit(name, per_second)
     if not gate.allowed:
         return ChunkRun((_breaker_wait(settings, job, job.chunk.phones, gate.wait_s),))
-    wait = _budget(store, name, settings.vendor(name).requests_per_second)
+    if wait > 0:
+        wait = _budget(store, name, per_second, wait)
     if wait > 0:
         # The budget is not free soon: give the chunk back with its wait instead of holding a process.
         return ChunkRun((Retry(job.chunk.phones, wait, job.attempt, reason="budget"),))
@@ -169,15 +171,16 @@ def _answered(job: ChunkJob, out: Recording) -> None:
     out.index[Keys.vendor_ok(job.chunk.provider)] = ok_marker(uuid.uuid4().hex[:12])
 
 
-def _budget(store: Store, provider: str, per_second: float) -> float:
-    """Take one call of the vendor's budget, waiting here up to ``BUDGET_WAIT_S``. Returns 0 when
-    taken, else the seconds still to wait (nothing taken)."""
+def _budget(store: Store, provider: str, per_second: float, wait: float) -> float:
+    """Wait for the vendor's budget (the first take said ``wait`` s) here up to ``BUDGET_WAIT_S``.
+    Returns 0 when taken, else the seconds still to wait (nothing taken)."""
     waited = 0.0
-    while (wait := take_budget(store.r, provider, per_second)) > 0:
+    while wait > 0:
         if waited + wait > BUDGET_WAIT_S:
             return wait
         time.sleep(wait)
         waited += wait
+        wait = take_budget(store.r, provider, per_second)
     return 0.0
 
 

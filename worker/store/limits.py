@@ -11,11 +11,15 @@ from worker.store.client import script
 from worker.store.keys import Keys
 
 
+def budget_args(per_second: float) -> list[float]:
+    """The GCRA script's arguments: the rate, and a burst of a tenth of a second's worth."""
+    return [per_second, max(1, int(per_second // 10))]
+
+
 def take_budget(client: redis.Redis, provider: str, per_second: float) -> float:
     """Take one call's worth of ``provider``'s shared budget. Returns 0 if taken, else the seconds to
     wait before asking again (nothing is taken then)."""
-    burst = max(1, int(per_second // 10))
-    wait_ms = int(script(client, "gcra")(keys=[Keys.budget(provider)], args=[per_second, burst]))
+    wait_ms = int(script(client, "gcra")(keys=[Keys.budget(provider)], args=budget_args(per_second)))
     return wait_ms / 1000
 
 
