@@ -45,4 +45,4 @@ def test_out_of_balance_fails_over_to_the_next_vendor(  # type: ignore[no-untype
     assert sim.state.counters("xiaorui").received == dict.fromkeys(phones, 1)
     # the OTP's per-phone limit (1 per 30 s) was charged once, by the refused attempt, and did not block it
     assert sim.state.counters("tencent").received == {"15899990000": 1}
-    assert store.unhealthy(["infocloud"])["infocloud"]["code"] == "40002"
+    assert store.benches(["infocloud"])["infocloud"]["code"] == "40002"
