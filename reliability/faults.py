@@ -21,7 +21,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TESTS = "tests/e2e/test_faults.py"
+# The slow tests: fault scenarios, and two beats held to every vendor cadence for a minute.
+TESTS = ("tests/e2e/test_faults.py", "tests/e2e/test_two_beats.py")
 
 
 def run(expression: str | None) -> int:
@@ -32,7 +33,7 @@ def run(expression: str | None) -> int:
             sys.executable,
             "-m",
             "pytest",
-            TESTS,
+            *TESTS,
             "-m",
             "slow",
             "-q",

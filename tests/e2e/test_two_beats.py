@@ -78,6 +78,7 @@ def most_in_any_window(times: list[float], window_s: float) -> int:
     return max((sum(1 for t in times if start <= t < start + window_s) for start in times), default=0)
 
 
+@pytest.mark.slow  # a minute of two beats: run by reliability/faults.py (SMSD_SLOW_TESTS=1)
 def test_two_beats_together_keep_every_cadence(  # type: ignore[no-untyped-def]
     start_worker: Callable[..., WorkerProcess], env, sim, tmp_path: Path, tap: Tap
 ) -> None:
