@@ -111,8 +111,9 @@ def _retry_lag(
     assert len(lags) >= 3, "too few faults to measure"
     median = statistics.median(lags)
     print(f"retry lag over {len(lags)} retries: median {median:.2f} s, max {max(lags):.2f} s")
-    # Backoff in tests is at most 0.3 s (SMSD_RETRY__BACKOFF_CAP_S): the rest is waiting in line.
-    assert max(lags) < 2.0, f"retry lag: median {statistics.median(lags):.1f} s, max {max(lags):.1f} s"
+    # Backoff in tests is at most 0.3 s (SMSD_RETRY__BACKOFF_CAP_S): the rest is waiting in line
+    # (today, 2026-11: max 3.5 s, behind the whole queue; with retries ahead of it: 1.4 s).
+    assert max(lags) < 2.5, f"retry lag: median {statistics.median(lags):.1f} s, max {max(lags):.1f} s"
 
 
 def test_a_retry_runs_close_to_its_due_time(start_worker, sim, tap: SimTap, r, settings, fault_env) -> None:  # type: ignore[no-untyped-def]
