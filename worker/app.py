@@ -30,7 +30,15 @@ PRIORITY_SEP = ":"
 RETRY_PRIORITY = 0
 DEFAULT_PRIORITY = 6
 # Redis or the broker out of reach (after the client's own retries): the task is retried by Celery.
-INFRA_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OperationalError)
+# NoScriptError: Redis restarted and lost its script cache while a pipeline's EVALSHA was retried (redis-py
+# loads a pipeline's scripts once, before its first try); the task's rerun loads them again.
+INFRA_ERRORS = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.BusyLoadingError,
+    redis.exceptions.NoScriptError,
+    OperationalError,
+)
 
 
 def broker_url(settings: Settings) -> str:
