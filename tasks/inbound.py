@@ -19,11 +19,10 @@ from celery import Task
 
 from config.settings import get_settings
 from providers.base import InboundMessage
-from providers.errors import ProviderError, RateLimitedError, UnsupportedFeature
+from tasks.poll import pull_pages
 from worker.app import INFRA_ERRORS, app
 from worker.registry import get_provider
 from worker.store import Store, get_redis, now_ms
-from worker.store.limits import try_window
 
 log = structlog.get_logger(__name__)
 MAX_PAGES = 20  # per run; beat calls again
@@ -44,26 +43,15 @@ def poll_inbound(self: Task, provider: str = "xiaorui") -> int:
     store = Store(get_redis(settings), settings)
     new = drain_inbound(store)
     adapter = get_provider(provider, settings)
-    window_s = 60.0 * CADENCE_MARGIN + CADENCE_SLACK_S
-    for _ in range(MAX_PAGES):
-        if try_window(store.r, f"{provider}:inbound", section.query_per_minute, window_s):
-            break  # the cadence is used up: the next beat tick goes on
-        try:
-            replies = adapter.poll_inbound()
-        except UnsupportedFeature:
-            break
-        except RateLimitedError as exc:
-            log.warning("vendor refused an inbound pull as too frequent", provider=provider, code=exc.code)
-            break
-        except ProviderError as exc:
-            log.warning("inbound pull failed", provider=provider, code=exc.code, error=str(exc))
-            store.note_poll(provider, "inbound", f"{type(exc).__name__} {exc.code}".strip())
-            break
-        store.note_poll(provider, "inbound")  # for ``smsdispatch vendors``
-        if not replies:
-            break
-        new += apply_inbound_page(store, provider, replies)
-    return new
+    return new + pull_pages(
+        store,
+        provider,
+        "inbound",
+        f"{provider}:inbound",
+        adapter.poll_inbound,
+        lambda page: apply_inbound_page(store, provider, page),
+        bool,  # a run pulls again while pages come back non-empty
+    )
 
 
 def apply_inbound_page(store: Store, provider: str, replies: Sequence[InboundMessage]) -> int:

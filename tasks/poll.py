@@ -12,6 +12,7 @@ Each sweep logs what it did and publishes it on the events stream (``type: sweep
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -49,27 +50,50 @@ def poll_receipts(self: Task, provider: str = "infocloud") -> int:
         return 0
     store = _store(settings)
     adapter = get_provider(provider, settings)
+    return pull_pages(
+        store,
+        provider,
+        "receipts",
+        f"{provider}:query",
+        adapter.poll_receipts,
+        lambda page: apply_page(store, provider, page),
+        lambda page: len(page) >= section.receipt_page_size,
+    )
+
+
+def pull_pages(
+    store: Store,
+    provider: str,
+    what: str,
+    window: str,
+    fetch: Callable[[], Sequence[Any]],
+    apply: Callable[[Sequence[Any]], int],
+    more: Callable[[Sequence[Any]], bool],
+) -> int:
+    """Pull pages while ``more(page)`` says so, each within the vendor's cadence (the Redis window
+    ``window``, shared by every worker and beat), and apply each. Returns the sum of what ``apply`` said."""
+    section = store.settings.vendor(provider)
     window_s = 60.0 * CADENCE_MARGIN + CADENCE_SLACK_S
-    applied = 0
+    total = 0
     for _ in range(MAX_PAGES):
-        if try_window(store.r, f"{provider}:query", section.query_per_minute, window_s):
+        if try_window(store.r, window, section.query_per_minute, window_s):
             break  # the cadence is used up: the next beat tick goes on
         try:
-            receipts = adapter.poll_receipts()
+            page = fetch()
         except UnsupportedFeature:
             break
         except RateLimitedError as exc:
-            log.warning("vendor refused a receipt query as too frequent", provider=provider, code=exc.code)
+            log.warning("vendor refused a pull as too frequent", provider=provider, pull=what, code=exc.code)
             break
         except ProviderError as exc:
-            log.warning("receipt poll failed", provider=provider, code=exc.code, error=str(exc))
-            store.note_poll(provider, "receipts", f"{type(exc).__name__} {exc.code}".strip())
+            log.warning("pull failed", provider=provider, pull=what, code=exc.code, error=str(exc))
+            store.note_poll(provider, what, f"{type(exc).__name__} {exc.code}".strip())
             break
-        store.note_poll(provider, "receipts")  # for ``smsdispatch vendors``
-        applied += apply_page(store, provider, receipts)
-        if len(receipts) < section.receipt_page_size:
+        store.note_poll(provider, what)  # for ``smsdispatch vendors``
+        total += apply(page)
+        if not more(page):
             break
-    return applied
+    return total
 
 
 def apply_page(store: Store, provider: str, receipts: Any) -> int:
