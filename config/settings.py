@@ -32,6 +32,8 @@ from pydantic_settings import (
 from pydantic_settings import SettingsError as SourceError
 from redis.connection import parse_url
 
+from config.api import ApiSettings
+from config.campaign import CampaignSettings
 from config.limits import DEFAULT_LIMITS, LimitRule, parse_rules
 from config.returnpath import BreakerSettings, OptoutSettings, PushSettings, WebhookSettings
 from config.sections import DAY_S, RetrySettings, TtlSeconds, VendorSettings
@@ -154,6 +156,8 @@ class SettingsBase(BaseSettings):
     optout: OptoutSettings = OptoutSettings()
     breaker: BreakerSettings = BreakerSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    campaign: CampaignSettings = CampaignSettings()
+    api: ApiSettings = ApiSettings()
     limits: dict[KindKey, Limits] = Field(default_factory=lambda: dict(DEFAULT_LIMITS))
     templates: dict[str, TemplateBase] = Field(default_factory=dict)
     routing: dict[KindKey, tuple[str, ...]] = Field(default_factory=dict)  # made per registry: settings_model

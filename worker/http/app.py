@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
 from config.settings import Settings
+from worker.http import api_v1, metrics
 from worker.http.receivers import Gate, push_routes, receiver
 from worker.store.inbox import PushInbox
 
@@ -58,6 +59,8 @@ def build_app(settings: Settings, client: redis.asyncio.Redis | None = None) -> 
             return JSONResponse({"redis": f"unreachable ({type(exc).__name__})"}, status_code=503)
         return JSONResponse({"redis": "ok"})
 
+    app.include_router(api_v1.router(settings))
+    app.include_router(metrics.router(settings))
     app.state.inbox = inbox
     app.state.gates = gates
     return app

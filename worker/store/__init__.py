@@ -6,6 +6,8 @@ Everything else calls :class:`Store`'s typed methods; the record format, the key
 
 from __future__ import annotations
 
+from worker.store.campaign_run import CampaignRunMixin
+from worker.store.campaigns import CampaignsMixin
 from worker.store.client import get_redis
 from worker.store.inbound import InboundMixin
 from worker.store.inbox import InboxMixin
@@ -15,6 +17,7 @@ from worker.store.recipients import Claim, Outcome, RecipientsMixin, Recording, 
 from worker.store.records import FINAL, NO_RECORD, UNSETTLED, Record, State, now_ms
 from worker.store.sweeps import SweepsMixin
 from worker.store.vendors import VendorsMixin
+from worker.store.views import ViewsMixin
 from worker.store.webhooks import WebhooksMixin
 
 __all__ = [
@@ -36,7 +39,16 @@ __all__ = [
 
 
 class Store(
-    RecipientsMixin, ReceiptsMixin, SweepsMixin, InboundMixin, WebhooksMixin, InboxMixin, VendorsMixin
+    RecipientsMixin,
+    ReceiptsMixin,
+    SweepsMixin,
+    InboundMixin,
+    WebhooksMixin,
+    InboxMixin,
+    VendorsMixin,
+    CampaignsMixin,
+    CampaignRunMixin,
+    ViewsMixin,
 ):
     """State operations for one Redis client and its settings. Each method is one round trip unless
     its docstring says otherwise."""

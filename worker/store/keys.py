@@ -24,6 +24,8 @@ class Keys:
     webhooks_lock = f"{PREFIX}:webhooks:lock"  # one delivery run at a time (expires)
     webhooks_dead = f"{PREFIX}:webhooks:dead"  # batches given up on (a capped list that expires)
     webhooks_group = "webhooks"  # the webhooks' consumer group on ``events``
+    campaigns = f"{PREFIX}:campaigns"  # every campaign (member: id, score: created ms); trimmed by retention
+    campaigns_active = f"{PREFIX}:campaigns:active"  # campaigns the runner looks at (not yet done)
 
     @staticmethod
     def message(message_id: str) -> str:
@@ -37,6 +39,27 @@ class Keys:
     def plan(message_id: str) -> str:
         """The message's chunks (chunk number -> JSON), so that a lost task can be queued again."""
         return f"{PREFIX}:msg:{message_id}:plan"
+
+    @staticmethod
+    def counts(message_id: str) -> str:
+        """The message's live counters: recipients per state, billed parts, chunks done (kept by the Lua
+        scripts that change records)."""
+        return f"{PREFIX}:msg:{message_id}:n"
+
+    @staticmethod
+    def campaign(campaign_id: str) -> str:
+        """A campaign's meta and control (a hash); its recipients are message ``campaign_id``'s."""
+        return f"{PREFIX}:camp:{campaign_id}"
+
+    @staticmethod
+    def campaign_pages(campaign_id: str) -> str:
+        """The campaign's recipients not fed yet: a list of pages (JSON, up to 1000 rows each)."""
+        return f"{PREFIX}:camp:{campaign_id}:pages"
+
+    @staticmethod
+    def campaign_held(campaign_id: str) -> str:
+        """Chunk tasks that reached a worker while the campaign was paused (a list of JSON jobs)."""
+        return f"{PREFIX}:camp:{campaign_id}:held"
 
     @staticmethod
     def vendor_batch(provider: str, batch_id: str) -> str:
