@@ -197,6 +197,13 @@ class RecipientsMixin(StoreBase):
         raw = cast("dict[str, str]", self.r.hgetall(Keys.recipients(message_id)))
         return Counter(value.split(SEP, 1)[0] for value in raw.values())
 
+    def progress(self, message_id: str) -> dict[str, int]:
+        """The message's live counters, one small hash read: recipients per state (a state nobody is in
+        may be absent or 0), ``parts`` (billed parts of those submitted) and ``chunks_done`` (chunks whose
+        lease ended). Kept by the scripts that write records (see ``records.py``)."""
+        raw = cast("dict[str, str]", self.r.hgetall(Keys.counts(message_id)))
+        return {name: int(value) for name, value in raw.items()}
+
     # -- messages -----------------------------------------------------------------------------------
 
     def create_message(self, message_id: str, meta: Mapping[str, str | int]) -> None:

@@ -28,10 +28,13 @@ class State(enum.StrEnum):
     REJECTED = "rejected"
     RATE_LIMITED = "rate_limited"
     OPTED_OUT = "opted_out"
+    CANCELLED = "cancelled"  # its campaign was cancelled before the recipient was claimed
 
 
 NO_RECORD = "none"  # in a transition's allowed states: the recipient has no record yet (lua/transition.lua)
-FINAL = frozenset({State.DELIVERED, State.FAILED, State.REJECTED, State.RATE_LIMITED, State.OPTED_OUT})
+FINAL = frozenset(
+    {State.DELIVERED, State.FAILED, State.REJECTED, State.RATE_LIMITED, State.OPTED_OUT, State.CANCELLED}
+)
 UNSETTLED = frozenset({State.QUEUED, State.RETRY, State.SENDING})
 
 
