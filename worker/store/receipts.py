@@ -104,7 +104,8 @@ class ReceiptsMixin(StoreBase):
         args: list[str | int] = [now_ms(), self.ttl]
         for phone, state, code in outcomes:
             args += [phone, state.value, code]
-        changed: list[str] = self._script("settle")(keys=[Keys.recipients(message_id)], args=args)
+        keys = [Keys.recipients(message_id), Keys.counts(message_id)]
+        changed: list[str] = self._script("settle")(keys=keys, args=args)
         if changed:
             triples = zip(changed[::3], changed[1::3], changed[2::3], strict=True)
             with self.r.pipeline(transaction=False) as pipe:

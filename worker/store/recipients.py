@@ -17,9 +17,11 @@ from config.limits import LimitRule
 from worker.events import StateEvent, group
 from worker.store.base import StoreBase, fields
 from worker.store.keys import Keys
-from worker.store.records import NO_RECORD, SEP, Record, State, now_ms
+from worker.store.records import NO_RECORD, Record, State, now_ms, state_of
+from worker.store.vendors import FAILOVER_BASE
 
 BEIJING_OFFSET_S = 8 * 3600  # windows of a day or longer reset at Beijing midnight
+STATES = frozenset(State)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +88,9 @@ class RecipientsMixin(StoreBase):
                 record = Record(State.QUEUED, now_ms(), job["chunk"]["provider"]).pack()
                 phones = job["chunk"]["phones"]
                 self._script("init_queued")(
-                    keys=[Keys.recipients(message_id)], args=[record, self.ttl, *phones], client=pipe
+                    keys=[Keys.recipients(message_id), Keys.counts(message_id)],
+                    args=[record, self.ttl, *phones],
+                    client=pipe,
                 )
             encoded = json.dumps(job, separators=(",", ":"))
             if queued:  # planning: a re-run plan keeps what it opened
@@ -134,9 +138,27 @@ class RecipientsMixin(StoreBase):
         args += [str(rule) for rule in rules]
         args += [provider, token, self.ttl, "1" if honour_optout else "0", *phones]
         codes: list[str] = self._script("claim")(
-            keys=[Keys.recipients(message_id), Keys.optout, *limit_keys], args=args
+            keys=[Keys.recipients(message_id), Keys.counts(message_id), Keys.optout, *limit_keys], args=args
         )
         return _sort(phones, codes, rules)
+
+    # -- leases -------------------------------------------------------------------------------------
+
+    def end_lease(self, message_id: str, number: int, *, done: bool = True) -> bool:
+        """End a chunk's lease: nothing of it is left to do (``done``: counted in ``chunks_done``), or
+        it is set aside to be opened again later (not counted, or it would be counted twice). Returns
+        whether the lease was still open."""
+        return bool(self._end_lease(self.r, message_id, number, done))
+
+    def _end_lease(self, client: Any, message_id: str, number: int, done: bool = True) -> Any:
+        """The lease's end in ``client`` (a pipeline, or the client itself). Only chunks of the plan count:
+        a failover's chunks (numbers from ``FAILOVER_BASE``) carry on one that was counted already."""
+        counted = "1" if done and number < FAILOVER_BASE else "0"
+        return self._script("end_lease")(
+            keys=[Keys.leases, Keys.counts(message_id)],
+            args=[lease_member(message_id, number), counted],
+            client=client,
+        )
 
     # -- recording ----------------------------------------------------------------------------------
 
@@ -160,7 +182,8 @@ class RecipientsMixin(StoreBase):
         with self.r.pipeline(transaction=False) as pipe:
             if pairs:
                 args = [self.ttl, " ".join(from_states), *pairs]
-                self._script("transition")(keys=[Keys.recipients(message_id)], args=args, client=pipe)
+                keys = [Keys.recipients(message_id), Keys.counts(message_id)]
+                self._script("transition")(keys=keys, args=args, client=pipe)
             self._publish(pipe, recording.events)
             for key, value in recording.index.items():
                 pipe.set(key, value, ex=self.ttl)
@@ -168,7 +191,7 @@ class RecipientsMixin(StoreBase):
                 due = at + self.settings.vendor(provider).settle_s * 1000
                 pipe.zadd(Keys.settle, {f"{message_id}|{provider}": due}, gt=True)
             if recording.chunk_done and chunk is not None:
-                pipe.zrem(Keys.leases, lease_member(message_id, chunk))
+                self._end_lease(pipe, message_id, chunk)
             written: list[str] = pipe.execute()[0] if pairs else []
         if written:
             self._publish_written(message_id, provider, recording.outcomes, set(written), why)
@@ -193,9 +216,13 @@ class RecipientsMixin(StoreBase):
         return {phone: Record.unpack(v) for phone, v in zip(phones, values, strict=True) if v is not None}
 
     def counts(self, message_id: str) -> Counter[str]:
-        """Recipients per state. Reads the whole hash: for ``status`` and tests, not the hot path."""
-        raw = cast("dict[str, str]", self.r.hgetall(Keys.recipients(message_id)))
-        return Counter(value.split(SEP, 1)[0] for value in raw.values())
+        """Recipients per state (states nobody is in left out), from the live counters. A message that
+        has none (recorded before they were kept) is counted from its whole hash instead."""
+        progress = self.progress(message_id)
+        if not progress:
+            raw = cast("dict[str, str]", self.r.hgetall(Keys.recipients(message_id)))
+            return Counter(state_of(value) for value in raw.values())
+        return Counter({name: n for name, n in progress.items() if name in STATES and n > 0})
 
     def progress(self, message_id: str) -> dict[str, int]:
         """The message's live counters, one small hash read: recipients per state (a state nobody is in

@@ -3,6 +3,21 @@
 A record is ``state, updated (ms), provider, vendor id, code, text[, fee]`` joined by the unit separator
 (\\x1f): one short string per recipient in the message's hash. While a recipient is ``sending`` the
 vendor-id slot holds the claim token of the run that claimed it (see ``lua/claim.lua``).
+
+**Live counters.** Beside the records, ``Keys.counts(message_id)`` (a hash) holds, per state value, the
+number of recipients in that state NOW, plus ``parts`` and ``chunks_done``, so that nobody reads a
+million-recipient hash to draw a progress bar (``Store.counts``, ``Store.progress``). They stay equal to a
+recount of the records only because every Lua script that writes a record keeps them, in the same call.
+A new script that writes records must follow the same rule (see ``lua/transition.lua``):
+
+- for each record written: the old state's field -1 (none when the phone had no record), the new one +1;
+  a write that is refused or changes nothing (a replay, a state it may not leave) counts nothing;
+- sum the moves in a Lua table, then one ``HINCRBY`` per field that moved (not one per phone);
+- ``parts``: + the new record's fee (7th field) or else 1 when a recipient reaches the vendor, i.e. moves
+  from none/queued/retry/sending into submitted or delivered (or a receipt settles one still sending);
+- ``EXPIRE`` the counters hash with the recipients hash's TTL;
+- ``chunks_done``: +1 when a planned chunk's lease ends for good, only if the ZREM removed it
+  (``lua/end_lease.lua``, ``Store.end_lease``); a chunk set aside to be reopened (``done=False``) is not.
 """
 
 from __future__ import annotations

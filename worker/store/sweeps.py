@@ -39,9 +39,6 @@ class SweepsMixin(StoreBase):
     def extend_lease(self, message_id: str, number: int, until_ms: int) -> None:
         self.r.zadd(Keys.leases, {f"{message_id}|{number}": until_ms})
 
-    def end_lease(self, message_id: str, number: int) -> None:
-        self.r.zrem(Keys.leases, f"{message_id}|{number}")
-
     def expired_leases(self, limit: int) -> list[tuple[str, int]]:
         """``(message id, chunk number)`` of open chunks whose lease has run out."""
         members = cast("list[str]", self.r.zrangebyscore(Keys.leases, 0, now_ms(), start=0, num=limit))

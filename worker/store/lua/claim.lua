@@ -5,9 +5,11 @@
 --
 -- The token makes the script safe to run twice for the same run (a command retried after a dropped
 -- connection): a phone already "sending" under our own token is ours again, and is not charged twice.
+-- The message's counters (records.py) move with each record written; a phone with no record yet (a
+-- one-chunk send is claimed without being recorded queued first) only adds to its new state.
 --
--- KEYS[1]  recipients hash (phone -> record)      KEYS[2]  opt-out set
--- KEYS[3..] one limit hash per rule (phone -> count in the current window)
+-- KEYS[1]  recipients hash (phone -> record)      KEYS[2]  counters hash      KEYS[3]  opt-out set
+-- KEYS[4..] one limit hash per rule (phone -> count in the current window)
 -- ARGV[1] now (ms)   ARGV[2] stale after (ms)   ARGV[3] number of rules (n)
 -- ARGV[4..3+n] rule counts   ARGV[4+n..3+2n] limit key TTLs (s)   ARGV[4+2n..3+3n] rule labels
 -- ARGV[4+3n] provider   ARGV[5+3n] claim token   ARGV[6+3n] recipients TTL (s)
@@ -15,6 +17,7 @@
 -- Returns one code per phone: S send | O opted out | L<i> over rule i (1-based) | W in flight elsewhere
 --   | A orphan (was sending, the sender vanished) | D<state> already done
 local SEP = "\31"
+local LIMITS = 3  -- KEYS[LIMITS + r] is rule r's hash
 local now = tonumber(ARGV[1])
 local stale = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
@@ -23,8 +26,9 @@ local token = ARGV[5 + 3 * n]
 local ttl = tonumber(ARGV[6 + 3 * n])
 local first = 8 + 3 * n
 local sending = "sending" .. SEP .. now .. SEP .. provider .. SEP .. token .. SEP .. SEP
-local check_optout = ARGV[7 + 3 * n] == "1" and redis.call("EXISTS", KEYS[2]) == 1
+local check_optout = ARGV[7 + 3 * n] == "1" and redis.call("EXISTS", KEYS[3]) == 1
 local out = {}
+local delta = {}
 
 local function record(state, code, text)
   return state .. SEP .. now .. SEP .. provider .. SEP .. "" .. SEP .. code .. SEP .. text
@@ -36,6 +40,17 @@ local function fields(rec)
   return parts
 end
 
+-- Write the phone's new record and count the move (from nothing when it had no record).
+local function write(phone, rec, state, new_state, value)
+  redis.call("HSET", KEYS[1], phone, value)
+  if rec then delta[state] = (delta[state] or 0) - 1 end
+  delta[new_state] = (delta[new_state] or 0) + 1
+end
+
+local function opted_out(phone)
+  return check_optout and redis.call("SISMEMBER", KEYS[3], phone) == 1
+end
+
 for i = first, #ARGV do
   local phone = ARGV[i]
   local rec = redis.call("HGET", KEYS[1], phone)
@@ -43,37 +58,37 @@ for i = first, #ARGV do
   if rec then state = string.sub(rec, 1, (string.find(rec, SEP, 1, true) or 1) - 1) end
   local result
   if state == "queued" then
-    if check_optout and redis.call("SISMEMBER", KEYS[2], phone) == 1 then
-      redis.call("HSET", KEYS[1], phone, record("opted_out", "OPTOUT", "the recipient opted out"))
+    if opted_out(phone) then
+      write(phone, rec, state, "opted_out", record("opted_out", "OPTOUT", "the recipient opted out"))
       result = "O"
     else
       local hit
       for r = 1, n do
-        local used = tonumber(redis.call("HGET", KEYS[2 + r], phone) or "0")
+        local used = tonumber(redis.call("HGET", KEYS[LIMITS + r], phone) or "0")
         if used >= tonumber(ARGV[3 + r]) then
           hit = r
           break
         end
       end
       if hit then
-        redis.call("HSET", KEYS[1], phone, record("rate_limited", "LIMIT", ARGV[3 + 2 * n + hit]))
+        write(phone, rec, state, "rate_limited", record("rate_limited", "LIMIT", ARGV[3 + 2 * n + hit]))
         result = "L" .. hit
       else
         for r = 1, n do
-          redis.call("HINCRBY", KEYS[2 + r], phone, 1)
+          redis.call("HINCRBY", KEYS[LIMITS + r], phone, 1)
         end
-        redis.call("HSET", KEYS[1], phone, sending)
+        write(phone, rec, state, "sending", sending)
         result = "S"
       end
     end
   elseif state == "retry" then
     -- its limits were charged by the attempt that failed before reaching the vendor; an opt-out that
     -- came in meanwhile still holds
-    if check_optout and redis.call("SISMEMBER", KEYS[2], phone) == 1 then
-      redis.call("HSET", KEYS[1], phone, record("opted_out", "OPTOUT", "the recipient opted out"))
+    if opted_out(phone) then
+      write(phone, rec, state, "opted_out", record("opted_out", "OPTOUT", "the recipient opted out"))
       result = "O"
     else
-      redis.call("HSET", KEYS[1], phone, sending)
+      write(phone, rec, state, "sending", sending)
       result = "S"
     end
   elseif state == "sending" then
@@ -92,7 +107,11 @@ for i = first, #ARGV do
 end
 
 for r = 1, n do
-  redis.call("EXPIRE", KEYS[2 + r], tonumber(ARGV[3 + n + r]))
+  redis.call("EXPIRE", KEYS[LIMITS + r], tonumber(ARGV[3 + n + r]))
+end
+for field, by in pairs(delta) do
+  if by ~= 0 then redis.call("HINCRBY", KEYS[2], field, by) end
 end
 redis.call("EXPIRE", KEYS[1], ttl)
+redis.call("EXPIRE", KEYS[2], ttl)
 return out
