@@ -1,0 +1,177 @@
+"""Campaign control (worker/campaign/control.py) against a real Redis: status moves, refusals, the view,
+the report. No worker: the runner's side is in tests/e2e/test_campaigns.py."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+
+import pytest
+import redis
+
+from worker.campaign import control
+from worker.campaign.control import CampaignStateError, UnknownCampaign
+from worker.store import Keys, Outcome, Record, Recording, State, Store, now_ms
+
+PAGE_ROWS = 1000
+Row = tuple[str, Mapping[str, str] | None]
+
+
+def seed_campaign(
+    store: Store,
+    rows: Sequence[Row],
+    *,
+    kind: str = "notify",
+    template: str = "bill",
+    params: Mapping[str, str] | None = None,
+    status: str = "running",
+    start_ms: int = 0,
+    window: str = "",
+    provider: str = "",
+    created_ms: int | None = None,
+) -> str:
+    """A campaign as the intake leaves it (meta, index, pages of 1000 rows, recipients recorded queued),
+    written straight into Redis."""
+    campaign_id = uuid.uuid4().hex
+    at = created_ms or now_ms()
+    pages = [rows[i : i + PAGE_ROWS] for i in range(0, len(rows), PAGE_ROWS)]
+    meta = {
+        "name": f"test {campaign_id[:6]}", "kind": kind, "template": template, "content": "",
+        "params": json.dumps(dict(params or {})), "provider": provider, "window": window,
+        "start_ms": start_ms, "created_ms": at, "status": status, "rows": len(rows),
+        "accepted": len(rows), "rejected": 0, "duplicates": 0, "pages": len(pages), "fed": 0,
+        "chunks_fed": 0, "parts": len(rows), "encoding": "utf-8", "file": "test.csv",
+        "held_reason": "", "held_until_ms": 0, "finished_ms": 0, "error": "",
+    }
+    r = store.r
+    with r.pipeline(transaction=False) as pipe:
+        pipe.hset(Keys.campaign(campaign_id), mapping=meta)  # type: ignore[arg-type]
+        pipe.hset(Keys.message(campaign_id), mapping={  # type: ignore[arg-type]
+            "kind": kind, "template": template, "created_ms": at, "recipients": len(rows), "campaign": "1"})
+        for page in pages:
+            encoded = json.dumps([[phone, dict(own) if own else None] for phone, own in page])
+            pipe.rpush(Keys.campaign_pages(campaign_id), encoded)
+        pipe.zadd(Keys.campaigns, {campaign_id: at})
+        if status != "submitting":
+            pipe.sadd(Keys.campaigns_active, campaign_id)
+        pipe.execute()
+    queued = Record(State.QUEUED, at, "").pack()
+    for page in pages:
+        store._script("init_queued")(
+            keys=[Keys.recipients(campaign_id), Keys.counts(campaign_id)],
+            args=[queued, store.ttl, *[phone for phone, _ in page]],
+        )
+    return campaign_id
+
+
+def phones(n: int, prefix: str = "138") -> list[Row]:
+    return [(f"+86{prefix}{i:08d}", None) for i in range(n)]
+
+
+@pytest.fixture
+def store(r: redis.Redis, settings) -> Store:  # type: ignore[no-untyped-def]
+    return Store(r, settings)
+
+
+def test_pause_resume_cancel_move_the_status_and_repeat_as_no_ops(store: Store) -> None:
+    cid = seed_campaign(store, phones(3))
+    assert control.pause(store, cid).status == "paused"
+    assert control.pause(store, cid).status == "paused"
+    assert control.resume(store, cid).status == "running"
+    assert control.resume(store, cid).status == "running"
+    view = control.cancel(store, cid)
+    assert (view.status, view.done) == ("cancelling", False)
+    assert control.cancel(store, cid).status == "cancelling"
+    with pytest.raises(CampaignStateError, match="cannot resume, it is being cancelled"):
+        control.resume(store, cid)
+
+
+def test_resume_of_a_paused_campaign_whose_start_is_ahead_is_scheduled_again(store: Store) -> None:
+    cid = seed_campaign(store, phones(1), status="scheduled", start_ms=now_ms() + 3_600_000)
+    control.pause(store, cid)
+    view = control.resume(store, cid)
+    assert view.status == "scheduled"
+    assert view.start is not None and view.start.utcoffset() is not None
+
+
+@pytest.mark.parametrize(
+    ("status", "action", "reason"),
+    [
+        ("cancelled", "resume", "it was cancelled"),
+        ("cancelled", "pause", "it was cancelled"),
+        ("done", "cancel", "it is done"),
+        ("done", "pause", "it is done"),
+        ("submitting", "pause", "it is still being submitted"),
+        ("cancelling", "pause", "it is being cancelled"),
+    ],
+)
+def test_actions_not_allowed_say_why_in_one_line(store: Store, status: str, action: str, reason: str) -> None:
+    cid = seed_campaign(store, phones(1), status=status)
+    with pytest.raises(CampaignStateError) as caught:
+        getattr(control, action)(store, cid)
+    assert str(caught.value) == f"campaign {cid}: cannot {action}, {reason}"
+    assert store.campaign_meta(cid)["status"] == status
+
+
+@pytest.mark.parametrize("given", ["", "nope", "0" * 31, "G" * 32, "a" * 33, "../../etc/passwd", "a\nb"])
+def test_a_malformed_id_is_an_unknown_campaign(store: Store, given: str) -> None:
+    for call in (control.get_campaign, control.pause, control.resume, control.cancel):
+        with pytest.raises(UnknownCampaign, match="not a campaign id"):
+            call(store, given)
+    with pytest.raises(UnknownCampaign):
+        control.write_report(store, given, io.StringIO())
+
+
+def test_an_unknown_id_is_an_unknown_campaign_and_nothing_is_written(store: Store, r: redis.Redis) -> None:
+    missing = uuid.uuid4().hex
+    for call in (control.get_campaign, control.pause, control.cancel, control.resume):
+        with pytest.raises(UnknownCampaign, match="no such campaign"):
+            call(store, missing)
+    assert r.exists(Keys.campaign(missing)) == 0
+
+
+def test_list_is_newest_first_and_limited(store: Store) -> None:
+    ids = [seed_campaign(store, phones(1), created_ms=now_ms() - 1000 * (5 - i)) for i in range(5)]
+    listed = control.list_campaigns(store, limit=3)
+    assert [v.id for v in listed] == ids[::-1][:3]
+    assert control.list_campaigns(store, limit=0)  # at least one
+
+
+def test_view_counts_every_state_and_serializes(store: Store) -> None:
+    cid = seed_campaign(store, phones(4), kind="marketing", window="09:00-18:00")
+    store.hold_campaign(cid, "quiet hours 21:00-08:00", now_ms() + 60_000)
+    view = control.get_campaign(store, cid)
+    assert view.counts[State.QUEUED] == 4 and view.counts[State.CANCELLED] == 0
+    assert set(view.counts) == {s.value for s in State}
+    data = view.to_json()
+    assert json.loads(json.dumps(data)) == data
+    assert data["held_reason"] == "quiet hours 21:00-08:00" and data["held_until"].endswith("+08:00")
+    assert data["window"] == "09:00-18:00" and data["start"] is None and data["done"] is False
+    summary = control.summary(view)
+    assert (summary["pending"], summary["settled"], summary["rows"]) == (4, 0, 4)
+
+
+def test_report_has_one_line_per_recipient_with_zone_and_parts(store: Store) -> None:
+    rows = phones(3)
+    cid = seed_campaign(store, rows)
+    sent, failed, untouched = (phone for phone, _ in rows)
+    outcomes = [
+        Outcome(sent, State.SUBMITTED, "0", "", "vid-1", 2),
+        Outcome(failed, State.FAILED, "60001", "bad number, 不存在"),
+    ]
+    store.record(cid, "infocloud", Recording(outcomes), from_states=(State.QUEUED,))
+    out = io.StringIO()
+    control.write_report(store, cid, out)
+    lines = list(csv.reader(io.StringIO(out.getvalue())))
+    assert lines[0] == list(control.REPORT_COLUMNS)
+    by_phone = {line[0]: line for line in lines[1:]}
+    assert set(by_phone) == {sent, failed, untouched}
+    assert by_phone[sent][1:5] == ["submitted", "infocloud", "0", ""] and by_phone[sent][6] == "2"
+    assert by_phone[failed][1:5] == ["failed", "infocloud", "60001", "bad number, 不存在"]
+    assert by_phone[failed][6] == "0" and by_phone[untouched][1] == "queued"
+    assert by_phone[sent][5].endswith("+08:00")
+    view = control.get_campaign(store, cid)
+    assert view.parts == 2 and control.summary(view)["sent"] == 1
