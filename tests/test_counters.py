@@ -6,17 +6,27 @@ parts are counted once per recipient that reached the vendor, and a chunk is cou
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import cast
 
 import pytest
 import redis
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from config.limits import parse_rules
 from config.settings import Settings
 from providers.base import DeliveryState, Receipt, RenderedTemplate
 from tasks.plan import ChunkSpec
 from tasks.send import chunk_job
-from worker.store import Keys, Outcome, Recording, State, Store, now_ms
+from worker.store import NO_RECORD, Keys, Outcome, Record, Recording, State, Store, now_ms
 from worker.store.records import state_of
 from worker.store.vendors import FAILOVER_BASE
 
@@ -25,6 +35,7 @@ RULES = parse_rules(["2/1h"])
 PHONES = [f"1390000{i:04d}" for i in range(8)]
 P1, P2, P3, P4 = PHONES[:4]
 M = "m1"
+UNSENT = {NO_RECORD, State.QUEUED, State.RETRY, State.SENDING}
 TEMPLATE = RenderedTemplate("675871161745170001", ("A1",), ("order",), "text")
 
 
@@ -162,3 +173,117 @@ def test_counts_reads_the_counters_and_counts_a_message_without_them_from_its_ha
     assert store.counts(M) == Counter(submitted=1, queued=1)  # no "sending": 0, no "parts"
     r.delete(Keys.counts(M))  # a message recorded before the counters were kept
     assert store.counts(M) == Counter(submitted=1, queued=1)
+
+
+# -- any sequence of operations ----------------------------------------------------------------------
+
+SOME = st.lists(st.sampled_from(PHONES), min_size=1, max_size=5, unique=True)
+CHUNKS = st.sampled_from([0, 1, FAILOVER_BASE])
+WRITTEN = st.sampled_from([State.SUBMITTED, State.DELIVERED, State.FAILED, State.RETRY, State.RATE_LIMITED])
+FINAL_WORD = st.sampled_from([DeliveryState.DELIVERED, DeliveryState.UNDELIVERED])
+
+
+class Operations(RuleBasedStateMachine):
+    """Store operations in any order, any of them replayed, on one message; after each, the counters
+    equal a recount of the records, ``parts`` the billed parts a model adds up from what each operation
+    changed, and ``chunks_done`` the planned chunks whose lease this test saw ended for good."""
+
+    store: Store  # given by the test that runs it
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.r = self.store.r
+        self.r.flushdb()
+        self.parts = 0
+        self.chunks_done = 0
+        self.last: Callable[[], None] | None = None
+
+    def _run(self, op: Callable[[], None], billed: Callable[[str, str], bool]) -> None:
+        """Run ``op`` and add to the model the parts of each recipient it moved that ``billed`` says."""
+        before = cast("dict[str, str]", self.r.hgetall(Keys.recipients(M)))
+        op()
+        after = cast("dict[str, str]", self.r.hgetall(Keys.recipients(M)))
+        for phone, raw in after.items():
+            old = state_of(before[phone]) if phone in before else NO_RECORD
+            if before.get(phone) != raw and billed(old, state_of(raw)):
+                fee = Record.unpack(raw).fee
+                self.parts += 1 if fee is None else fee
+
+    def _do(
+        self, op: Callable[[], None], billed: Callable[[str, str], bool] = lambda old, new: False
+    ) -> None:
+        self.last = lambda: self._run(op, billed)
+        self.last()
+
+    @rule(phones=SOME, number=st.sampled_from([0, 1]))
+    def plan(self, phones: list[str], number: int) -> None:
+        self._do(lambda: plan(self.store, phones, number))
+
+    @rule(phones=SOME, token=st.sampled_from(["tok-a", "tok-b"]), opted=st.sampled_from(PHONES))
+    def claim(self, phones: list[str], token: str, opted: str) -> None:
+        self.r.sadd(Keys.optout, opted)
+        self._do(lambda: claim(self.store, phones, token))
+
+    @rule(phones=SOME, state=WRITTEN, fee=st.none() | st.integers(0, 3), done=st.booleans(), number=CHUNKS)
+    def record(self, phones: list[str], state: State, fee: int | None, done: bool, number: int) -> None:
+        recording = outcomes(state, *phones, fee=fee)
+        recording.chunk_done = done
+
+        def op() -> None:
+            if done and self.r.zscore(Keys.leases, f"{M}|{number}") is not None and number < FAILOVER_BASE:
+                self.chunks_done += 1
+            self.store.record(M, "infocloud", recording, chunk=number)
+
+        self._do(op, lambda old, new: new in {"submitted", "delivered"} and old in UNSENT)
+
+    @rule(phones=SOME)
+    def fail_over(self, phones: list[str]) -> None:
+        recording = Recording([Outcome(p, State.FAILED, "NO_ROUTE") for p in phones])
+        from_states = (NO_RECORD, State.QUEUED, State.RETRY)
+        self._do(lambda: self.store.record(M, "", recording, from_states=from_states, why="failover"))
+
+    @rule(phones=SOME)
+    def reject(self, phones: list[str]) -> None:
+        self._do(lambda: self.store.reject(M, [(p, "to: bad") for p in phones]))
+
+    @rule(phones=SOME, word=FINAL_WORD)
+    def receipts(self, phones: list[str], word: DeliveryState) -> None:
+        found = [Receipt("infocloud", p, word, "X", bid=f"{M}.0") for p in phones]
+        self._do(lambda: self.store.apply_receipts("infocloud", found), lambda old, new: old == "sending")
+
+    @rule()
+    def settle_sweep(self) -> None:
+        def op() -> None:
+            due, _ = self.store.unsettled(M, "infocloud", now_ms())
+            self.store.settle(M, "infocloud", [(p, State.FAILED, "NO_RECEIPT") for p in due], "sweep")
+
+        self._do(op)
+
+    @rule(number=CHUNKS, done=st.booleans())
+    def end_lease(self, number: int, done: bool) -> None:
+        def op() -> None:
+            if self.store.end_lease(M, number, done=done) and done and number < FAILOVER_BASE:
+                self.chunks_done += 1
+
+        self._do(op)
+
+    @precondition(lambda self: self.last is not None)
+    @rule()
+    def replay(self) -> None:
+        """The last operation again (a retried command, a redelivered task, a receipt sent twice)."""
+        assert self.last is not None
+        self.last()
+
+    @invariant()
+    def counters_match_a_recount(self) -> None:
+        progress = self.store.progress(M)
+        assert counted(self.store) == recount(self.r)
+        assert min(progress.values(), default=0) >= 0
+        assert (progress.get("parts", 0), progress.get("chunks_done", 0)) == (self.parts, self.chunks_done)
+
+
+def test_counters_equal_a_recount_after_any_sequence_of_operations(store: Store) -> None:
+    Operations.store = store
+    run_state_machine_as_test(
+        Operations, settings=hsettings(max_examples=60, stateful_step_count=25, deadline=None)
+    )
