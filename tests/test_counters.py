@@ -196,9 +196,9 @@ class Operations(RuleBasedStateMachine):
         self.r.flushdb()
         self.parts = 0
         self.chunks_done = 0
-        self.last: Callable[[], None] | None = None
+        self.last: Callable[[], object] | None = None
 
-    def _run(self, op: Callable[[], None], billed: Callable[[str, str], bool]) -> None:
+    def _run(self, op: Callable[[], object], billed: Callable[[str, str], bool]) -> None:
         """Run ``op`` and add to the model the parts of each recipient it moved that ``billed`` says."""
         before = cast("dict[str, str]", self.r.hgetall(Keys.recipients(M)))
         op()
@@ -210,7 +210,7 @@ class Operations(RuleBasedStateMachine):
                 self.parts += 1 if fee is None else fee
 
     def _do(
-        self, op: Callable[[], None], billed: Callable[[str, str], bool] = lambda old, new: False
+        self, op: Callable[[], object], billed: Callable[[str, str], bool] = lambda old, new: False
     ) -> None:
         self.last = lambda: self._run(op, billed)
         self.last()

@@ -151,6 +151,12 @@ def _outage_while_planning(
     assert gone.happened
     drive_to_final(counting(store, message_id, worker), n, timeout_s=60 + n / 1000, stall_s=20 + seconds)
     assert_delivered_once(store, message_id, sent, sim)
+    # The live counters, kept by the scripts through the outage, a plan run again and every command the
+    # client retried, equal a recount of the records.
+    progress = store.progress(message_id)
+    recount = Counter(record.state for record in store.records(message_id).values())
+    assert {s: progress.get(s, 0) for s in State} == {s: recount[s] for s in State}
+    assert progress["parts"] >= recount[State.DELIVERED] > 0
 
 
 def test_redis_stopped_for_5_s_while_a_send_is_planned(  # type: ignore[no-untyped-def]
