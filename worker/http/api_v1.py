@@ -1,11 +1,45 @@
-"""The ``/v1`` API: messages and campaigns, behind bearer API keys."""
+"""The ``/v1`` API: messages and campaigns, behind bearer API keys (``worker/http/auth.py``).
+
+Every route checks the key before reading the body, validates the body with pydantic and answers a
+refused field with a 422 naming it (``worker/http/problems.py``). Endpoints that talk to Redis or the
+broker are plain functions, run in FastAPI's thread pool, on a Redis client of their own with short
+time-outs: an outage is a 503 within seconds, not a hung request. See README "HTTP API".
+"""
 
 from __future__ import annotations
 
+import redis
 from fastapi import APIRouter
 
 from config.settings import Settings
+from worker.http import messages_v1
+from worker.http.auth import Keyring, guarded_route
+from worker.store import Store
+from worker.store.client import RETRIED, retry_policy
+
+REDIS_TIMEOUT_S = 2.0
+OUTAGE_S = 2.0  # how long a request waits for Redis to come back before its 503
+
+
+def api_store(settings: Settings) -> Store:
+    """The store of the API's thread pool: its own client, short time-outs and retries."""
+    timeout = min(settings.redis_socket_timeout_s, REDIS_TIMEOUT_S)
+    client = redis.Redis.from_url(
+        settings.effective_redis_url,
+        decode_responses=True,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=30,
+        retry=retry_policy(OUTAGE_S),
+        retry_on_error=list(RETRIED),
+    )
+    return Store(client, settings)
 
 
 def router(settings: Settings) -> APIRouter:
-    return APIRouter(prefix="/v1")
+    keyring = Keyring(settings.api.keys)
+    store = api_store(settings)
+    route = guarded_route(keyring)  # each router's own: include_router keeps the included routes' class
+    api = APIRouter(prefix="/v1")
+    api.include_router(messages_v1.router(settings, store, route))
+    return api

@@ -1,0 +1,318 @@
+"""The ``/v1`` API (``worker/http/api_v1.py``) against the session's real Redis and broker: keys (none,
+missing, wrong, OTP-only), ``POST /v1/messages`` with good and bad bodies and idempotency keys,
+``GET /v1/messages/{id}`` with its pages, and a property: no JSON body ever makes the API fail (500)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from config.api import ApiKey, ApiSettings
+from config.settings import Settings
+from worker.http import build_app
+from worker.store import NO_RECORD, Keys, Outcome, Recording, State, Store
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+FULL_KEY = "full-key-0123456789abcdef"
+OTP_KEY = "otp-key-0123456789abcdef"
+FULL = {"Authorization": f"Bearer {FULL_KEY}"}
+OTP = {"Authorization": f"Bearer {OTP_KEY}"}
+OTP_BODY = {"to": "13800138000", "template": "login_code", "params": {"code": "123456"}, "kind": "otp"}
+NOTIFY_BODY = {"to": ["13800000001", "13800000002"], "template": "order_shipped",
+               "params": {"order": "A1", "tracking": "SF1"}}  # fmt: skip
+
+
+def with_api(settings: Settings, **fields: Any) -> Settings:
+    return settings.model_copy(update={"api": ApiSettings(**fields)})
+
+
+def keyed(settings: Settings, **fields: Any) -> Settings:
+    keys = (ApiKey(name="shop", key=FULL_KEY), ApiKey(name="otp-app", key=OTP_KEY, otp_only=True))
+    return with_api(settings, keys=keys, **fields)
+
+
+@pytest.fixture
+def http(settings: Settings, r: redis.Redis) -> Iterator[TestClient]:
+    with TestClient(build_app(keyed(settings))) as client:
+        yield client
+
+
+@pytest.fixture
+def store(settings: Settings, r: redis.Redis) -> Store:
+    return Store(r, settings)
+
+
+def queued_tasks(r: redis.Redis) -> list[dict[str, Any]]:
+    """The send_sms tasks waiting on the broker's queues (kombu keeps a list per queue and priority)."""
+    tasks = []
+    for key in r.scan_iter("sms.*"):
+        if r.type(key) == "list":
+            tasks += [json.loads(raw) for raw in r.lrange(key, 0, -1)]  # type: ignore[union-attr]
+    return [task for task in tasks if task["headers"]["task"] == "tasks.send.send_sms"]
+
+
+def locs(answer: Any) -> list[list[Any]]:
+    return [problem["loc"] for problem in answer.json()["detail"]]
+
+
+# -- keys ------------------------------------------------------------------------------------------
+
+
+def test_without_keys_the_api_refuses_everything_and_says_what_to_configure(
+    settings: Settings, r: redis.Redis
+) -> None:
+    with TestClient(build_app(with_api(settings))) as client:
+        for answer in (client.post("/v1/messages", json=OTP_BODY, headers=FULL),
+                       client.get("/v1/messages/abc", headers=FULL)):  # fmt: skip
+            assert answer.status_code == 503 and "api.keys" in answer.json()["detail"]
+    assert queued_tasks(r) == []
+
+
+@pytest.mark.parametrize("header", [None, "Bearer", "Bearer ", "Basic " + FULL_KEY, FULL_KEY])
+def test_a_missing_key_is_401_with_a_bearer_challenge(http: TestClient, header: str | None) -> None:
+    headers = {"Authorization": header} if header is not None else {}
+    answer = http.post("/v1/messages", json=OTP_BODY, headers=headers)
+    assert answer.status_code == 401 and answer.headers["www-authenticate"] == "Bearer"
+    assert FULL_KEY not in answer.text
+
+
+def test_an_unknown_key_is_401_and_is_not_echoed(http: TestClient, r: redis.Redis) -> None:
+    wrong = {"Authorization": "Bearer not-a-key-0123456789"}
+    answer = http.post("/v1/messages", json=OTP_BODY, headers=wrong)
+    assert answer.status_code == 401 and answer.headers["www-authenticate"].startswith("Bearer")
+    assert "not-a-key" not in answer.text and queued_tasks(r) == []
+
+
+def test_the_key_is_checked_before_the_body(http: TestClient) -> None:
+    answer = http.post("/v1/messages", content=b"{not json", headers={"content-type": "application/json"})
+    assert answer.status_code == 401
+
+
+def test_an_otp_only_key_sends_otps_and_nothing_else(http: TestClient, r: redis.Redis) -> None:
+    assert http.post("/v1/messages", json=OTP_BODY, headers=OTP).status_code == 202
+    answer = http.post("/v1/messages", json=NOTIFY_BODY, headers=OTP)
+    assert answer.status_code == 403 and "otp-app" in answer.json()["detail"]
+    assert len(queued_tasks(r)) == 1
+
+
+def test_an_otp_only_key_reads_otp_messages_only(http: TestClient) -> None:
+    otp = http.post("/v1/messages", json=OTP_BODY, headers=OTP).json()["message_id"]
+    notify = http.post("/v1/messages", json=NOTIFY_BODY, headers=FULL).json()["message_id"]
+    assert http.get(f"/v1/messages/{otp}", headers=OTP).status_code == 200
+    assert http.get(f"/v1/messages/{notify}", headers=OTP).status_code == 403
+    assert http.get(f"/v1/messages/{notify}", headers=FULL).status_code == 200
+
+
+def test_keys_come_from_the_environment_as_json(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    from config.settings import SettingsError, load_settings
+
+    monkeypatch.setenv("SMSD_API__KEYS", json.dumps([{"name": "shop", "key": FULL_KEY, "otp_only": True}]))
+    (key,) = load_settings().api.keys
+    assert key.name == "shop" and key.otp_only and key.key.get_secret_value() == FULL_KEY
+    monkeypatch.setenv("SMSD_API__KEYS", json.dumps([{"name": "shop", "key": "short-secret"}]))
+    with pytest.raises(SettingsError, match="16 to 256") as refused:
+        load_settings()
+    assert "short-secret" not in str(refused.value)
+
+
+# -- POST /v1/messages -------------------------------------------------------------------------------
+
+
+def test_a_message_is_queued_with_its_id_and_location(http: TestClient, r: redis.Redis) -> None:
+    answer = http.post("/v1/messages", json=NOTIFY_BODY, headers=FULL)
+    assert answer.status_code == 202
+    body = answer.json()
+    assert body["duplicate"] is False and body["recipients"] == 2
+    assert answer.headers["location"] == f"/v1/messages/{body['message_id']}"
+    (task,) = queued_tasks(r)
+    assert task["headers"]["id"] == body["message_id"]
+    assert task["properties"]["delivery_info"]["routing_key"] == "sms.notify"
+    meta = r.hgetall(Keys.message(body["message_id"]))
+    assert meta["api_key"] == "shop" and meta["kind"] == "notify"
+    status = http.get(answer.headers["location"], headers=FULL).json()
+    assert status["planned"] is False and status["kind"] == "notify" and status["recipients"] == []
+
+
+@pytest.mark.parametrize(
+    ("change", "loc"),
+    [
+        ({"template": "no_such"}, ["body", "template"]),
+        ({"params": {}}, ["body", "params"]),
+        ({"to": ["13800000001", "13800000002", "13800000003", [1]]}, ["body", "to", 3]),
+        ({"to": [{"phone": "13800000001", "extra": 1}]}, ["body", "to", 0]),
+        ({"content": "hello"}, ["body", "template"]),
+        ({"kind": "spam"}, ["body", "kind"]),
+        ({"provider": "nobody"}, ["body", "provider"]),
+        ({"surprise": True}, ["body", "surprise"]),
+        ({"params": {"order": "A1", "tracking": {"x": 1}}}, ["body", "params", "tracking"]),
+        ({"idempotency_key": ""}, ["body", "idempotency_key"]),
+    ],
+)
+def test_a_bad_field_is_a_422_naming_it_and_nothing_is_queued(
+    http: TestClient, r: redis.Redis, change: dict[str, Any], loc: list[Any]
+) -> None:
+    answer = http.post("/v1/messages", json={**NOTIFY_BODY, **change}, headers=FULL)
+    assert answer.status_code == 422, answer.text
+    assert loc in locs(answer)
+    assert all(set(p) == {"loc", "msg", "type"} and p["msg"] for p in answer.json()["detail"])
+    assert queued_tasks(r) == []
+
+
+def test_a_refused_body_never_echoes_the_phones(http: TestClient) -> None:
+    answer = http.post("/v1/messages", json={**NOTIFY_BODY, "kind": 7, "template": "no_such"}, headers=FULL)
+    assert answer.status_code == 422 and "13800000001" not in answer.text
+
+
+def test_broken_json_and_a_missing_body_are_422(http: TestClient) -> None:
+    as_json = {**FULL, "content-type": "application/json"}
+    broken = http.post("/v1/messages", content=b'{"to": ', headers=as_json)
+    assert broken.status_code == 422 and broken.json()["detail"][0]["type"] == "json_invalid"
+    missing = http.post("/v1/messages", headers=FULL)
+    assert missing.status_code == 422 and locs(missing) == [["body"]]
+
+
+def test_a_body_over_the_limit_is_413(settings: Settings, r: redis.Redis) -> None:
+    with TestClient(build_app(keyed(settings, max_body_bytes=2048))) as client:
+        big = {**NOTIFY_BODY, "to": [f"1380000{i:04d}" for i in range(300)]}
+        assert client.post("/v1/messages", json=big, headers=FULL).status_code == 413
+    assert queued_tasks(r) == []
+
+
+# -- idempotency -------------------------------------------------------------------------------------
+
+
+def test_the_same_key_and_body_answers_the_first_message(http: TestClient, r: redis.Redis) -> None:
+    first = http.post("/v1/messages", json=NOTIFY_BODY, headers={**FULL, "Idempotency-Key": "k1"})
+    again = http.post("/v1/messages", json=NOTIFY_BODY, headers={**FULL, "Idempotency-Key": "k1"})
+    assert first.status_code == 202 and again.status_code == 200
+    assert again.json()["message_id"] == first.json()["message_id"] and again.json()["duplicate"] is True
+    assert again.headers["location"] == first.headers["location"]
+    in_body = http.post("/v1/messages", json={**NOTIFY_BODY, "idempotency_key": "k1"}, headers=FULL)
+    assert in_body.status_code == 200 and in_body.json()["message_id"] == first.json()["message_id"]
+
+
+def test_the_same_key_with_another_body_is_409_naming_the_key(http: TestClient) -> None:
+    http.post("/v1/messages", json=NOTIFY_BODY, headers={**FULL, "Idempotency-Key": "k2"})
+    other = {**NOTIFY_BODY, "params": {"order": "A2", "tracking": "SF1"}}
+    answer = http.post("/v1/messages", json=other, headers={**FULL, "Idempotency-Key": "k2"})
+    assert answer.status_code == 409 and locs(answer) == [["body", "idempotency_key"]]
+    assert answer.json()["detail"][0]["type"] == "idempotency_conflict"
+
+
+def test_header_and_body_keys_that_differ_are_422(http: TestClient, r: redis.Redis) -> None:
+    body = {**NOTIFY_BODY, "idempotency_key": "a"}
+    answer = http.post("/v1/messages", json=body, headers={**FULL, "Idempotency-Key": "b"})
+    assert answer.status_code == 422 and locs(answer) == [["header", "idempotency-key"]]
+    assert queued_tasks(r) == []
+
+
+def test_a_duplicate_after_planning_carries_the_first_answer(http: TestClient, sim: Any) -> None:
+    from tasks.send import send_sms
+
+    first = http.post("/v1/messages", json=NOTIFY_BODY, headers={**FULL, "Idempotency-Key": "k3"}).json()
+    send_sms.apply(kwargs={**NOTIFY_BODY, "idempotency_key": "k3"}, task_id=first["message_id"]).get()
+    again = http.post("/v1/messages", json=NOTIFY_BODY, headers={**FULL, "Idempotency-Key": "k3"})
+    assert again.status_code == 200 and again.json()["message_id"] == first["message_id"]
+    assert again.json()["result"]["accepted"] == 2 and again.json()["result"]["chunks"] == 1
+
+
+# -- GET /v1/messages/{id} ---------------------------------------------------------------------------
+
+
+def recorded(store: Store, message_id: str, phones: list[str], state: State = State.DELIVERED) -> None:
+    """``phones`` recorded in ``state``; the message's meta says 3 recipients, planned in 2023."""
+    meta = {"kind": "notify", "template": "order_shipped", "recipients": 3, "created_ms": 1_700_000_000_000}
+    store.create_message(message_id, {**meta, "chunks": 1})
+    outcomes = [Outcome(phone, state, "DELIVRD", "ok") for phone in phones]
+    store.record(message_id, "infocloud", Recording(outcomes), from_states=(NO_RECORD,))
+
+
+def test_a_message_shows_counts_and_masked_recipients(http: TestClient, store: Store) -> None:
+    recorded(store, "m1", ["13800000001", "13800000002"])
+    recorded(store, "m1", ["13800000003"], State.FAILED)
+    answer = http.get("/v1/messages/m1", headers=FULL)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["counts"]["delivered"] == 2 and body["counts"]["failed"] == 1
+    assert body["counts"]["queued"] == 0 and body["planned"] is True and body["total"] == 3
+    assert body["created"].startswith("2023-11-14T22:13:20")
+    assert sorted(r["phone"] for r in body["recipients"]) == ["138****0001", "138****0002", "138****0003"]
+    assert body["next_cursor"] is None and "13800000001" not in answer.text
+    whole = http.get("/v1/messages/m1?unmask=true", headers=FULL).json()
+    assert "13800000001" in {r["phone"] for r in whole["recipients"]}
+
+
+def test_recipients_come_page_by_page_and_by_state(http: TestClient, store: Store) -> None:
+    phones = [f"1390000{i:04d}" for i in range(700)]
+    recorded(store, "m2", phones[:600])
+    recorded(store, "m2", phones[600:], State.FAILED)
+    seen: list[str] = []
+    cursor: str | None = "0"
+    while cursor is not None:
+        page = http.get(f"/v1/messages/m2?limit=100&unmask=true&cursor={cursor}", headers=FULL).json()
+        seen += [r["phone"] for r in page["recipients"]]
+        cursor = page["next_cursor"]
+    assert set(seen) == set(phones)
+    failed = http.get("/v1/messages/m2?state=failed&limit=1000", headers=FULL).json()
+    assert {r["state"] for r in failed["recipients"]} == {"failed"} and len(failed["recipients"]) == 100
+
+
+@pytest.mark.parametrize(
+    ("query", "loc"),
+    [
+        ("state=lost", ["query", "state"]),
+        ("cursor=abc", ["query", "cursor"]),
+        ("cursor=99999999999999999999", ["query", "cursor"]),
+        ("limit=0", ["query", "limit"]),
+        ("limit=1001", ["query", "limit"]),
+    ],
+)
+def test_bad_page_arguments_are_422(http: TestClient, store: Store, query: str, loc: list[str]) -> None:
+    recorded(store, "m3", ["13800000001"])
+    answer = http.get(f"/v1/messages/m3?{query}", headers=FULL)
+    assert answer.status_code == 422 and locs(answer) == [loc]
+
+
+def test_an_unknown_message_is_404_and_a_bad_id_422(http: TestClient) -> None:
+    assert http.get("/v1/messages/nothing-here", headers=FULL).status_code == 404
+    answer = http.get("/v1/messages/bad$id", headers=FULL)
+    assert answer.status_code == 422 and locs(answer) == [["path", "message_id"]]
+
+
+# -- anything at all ---------------------------------------------------------------------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+FIELD_VALUES = {
+    "to": JSON | st.sampled_from(["13800138000", ["13800138000", "x"], [{"phone": "13800138001"}]]),
+    "template": JSON | st.sampled_from(["login_code", "order_shipped", "bill"]),
+    "params": JSON | st.just({"code": "1234"}),
+    "content": JSON | st.just("【商城】你好"),
+    "kind": JSON | st.sampled_from(["otp", "notify", "marketing"]),
+    "provider": JSON | st.sampled_from(["infocloud", "tencent", "xiaorui"]),
+    "idempotency_key": JSON,
+}
+BODIES = JSON | st.fixed_dictionaries({}, optional=FIELD_VALUES)  # type: ignore[arg-type]
+
+
+@hsettings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(body=BODIES)
+def test_no_json_body_makes_the_api_fail(http: TestClient, body: Any) -> None:
+    """Python's JSON reader takes NaN and Infinity too: they are sent as such."""
+    content = json.dumps(body).encode()
+    answer = http.post("/v1/messages", content=content, headers={**FULL, "content-type": "application/json"})
+    assert answer.status_code in (202, 200, 409, 422), answer.text
