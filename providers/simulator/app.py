@@ -22,19 +22,22 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from config.settings import Settings
+from providers.simulator import demo_settings
 from providers.simulator.core import FaultPlan, SimConfig, SimState
 from providers.simulator.pusher import start_pusher
 from providers.vendors import VENDORS
 
 
 def vendor_sims(settings: Settings, state: SimState) -> dict[str, Any]:
-    """One simulator per registered vendor, accepting the credentials in ``settings``.
+    """One simulator per registered vendor, accepting the demo credentials and no other (whatever
+    ``settings`` holds: ``providers.simulator.demo_settings``).
 
     Each vendor's descriptor names its simulator module (``VendorDescriptor.simulator``), which has
     ``build(state, settings)`` returning an object with ``routes()``.
     """
+    demo = demo_settings(settings)
     return {
-        name: importlib.import_module(vendor.simulator).build(state, settings)
+        name: importlib.import_module(vendor.simulator).build(state, demo)
         for name, vendor in VENDORS.items()
     }
 

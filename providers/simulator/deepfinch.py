@@ -24,6 +24,9 @@ from providers.deepfinch import HTTP_STATUS, PATH, DeepfinchSettings
 from providers.simulator.core import Answer, Refused, SimState, market_gateway, serve
 
 VENDOR = "deepfinch"
+# What a credential that is not the one it was built with is answered:
+# the market gateway's 403 (HMAC id is invalid / signature does not match).
+BAD_CREDENTIAL = "GATEWAY_403"
 TEMPLATES: dict[str, frozenset[str]] = {
     "TPL_0000": frozenset({"code"}),
     "TPL_0001": frozenset({"code", "expire_at"}),

@@ -40,6 +40,9 @@ from providers.simulator.core import BEIJING, Answer, Refused, SimState, sent_to
 from providers.simulator.pusher import PushBody
 
 VENDOR = "ihuyi"
+# What a credential that is not the one it was built with is answered:
+# an unknown account, or neither the demo APIKEY nor a dynamic password made with it.
+BAD_CREDENTIAL = "405"
 DAILY_CAP = 5  # 4082: 超出同一手机号一天之内【5】条短信限制
 MESSAGES = {
     "0": "提交失败",

@@ -29,6 +29,9 @@ from providers.simulator.core import BEIJING, Answer, Refused, SimState, serve
 from providers.simulator.pusher import PushBody
 
 VENDOR = "infocloud"
+# What a credential that is not the one it was built with is answered:
+# API授权失败: an unknown x-api-key or a signature the demo access key did not make.
+BAD_CREDENTIAL = "2001"
 MAX_PHONES = 1000
 RECEIPT_PAGE = 600
 MESSAGES = {

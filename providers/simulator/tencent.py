@@ -41,6 +41,9 @@ from providers.tencent import (
 )
 
 VENDOR = "tencent"
+# What a credential that is not the one it was built with is answered:
+# sig 校验失败: an unknown sdkappid or a sig the demo AppKey did not make.
+BAD_CREDENTIAL = "1001"
 TIME_WINDOW_S = 600  # "rejected if more than 10 minutes off"
 # Per-number caps, Tencent's console defaults: (window in seconds, at most, code).
 CAPS: tuple[tuple[float, int, str], ...] = ((30.0, 1, "1023"), (3600.0, 5, "1024"))

@@ -28,6 +28,9 @@ from providers.simulator.core import BEIJING, Answer, Refused, SimState, market_
 from providers.xiaorui import DELIVERED, INBOUND_PAGE, MAX_PHONES, RECEIPT_PAGE, XiaoruiSettings
 
 VENDOR = "xiaorui"
+# What a credential that is not the one it was built with is answered:
+# the market gateway's 403 (HMAC id is invalid / signature does not match).
+BAD_CREDENTIAL = "GATEWAY_403"
 SPID = "922011"  # the document's examples
 ACCESS_CODE = "10690"
 UNDELIVERED = "MA:0029"  # the stat in the document's receipt example
