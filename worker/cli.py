@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from datetime import UTC, datetime
 
@@ -73,27 +72,17 @@ def beat(celery_args: tuple[str, ...]) -> None:
 @click.option("--port", default=8800, show_default=True)
 @click.option("--receipt-delay", default=1.0, show_default=True, help="seconds before a receipt is ready")
 @click.option("--undelivered", default=0.02, show_default=True, help="share of receipts that say undelivered")
-def simulator(host: str, port: int, receipt_delay: float, undelivered: float) -> None:
-    """Serve the five vendor APIs on one port, accepting the credentials in SMSD_* settings."""
-    import uvicorn
+@click.option("--push", "pushes", multiple=True, metavar="VENDOR=URL",
+              help="push VENDOR's receipts to our HTTP app at URL (ihuyi=http://api:8000); repeatable")
+def simulator(
+    host: str, port: int, receipt_delay: float, undelivered: float, pushes: tuple[str, ...]
+) -> None:
+    """Serve the five vendor APIs on one port. Demo-only: it accepts the demo credentials and refuses any
+    other with the vendor's own code, whatever SMSD_* credentials are set."""
+    from providers.simulator.command import serve
 
-    from providers.simulator import DEMO_ENV
-    from providers.simulator.app import build_app
-    from providers.simulator.core import SimConfig, SimState
-    from providers.simulator.server import quiet_uvicorn
-
-    missing = {k: v for k, v in DEMO_ENV.items() if not os.environ.get(k)}
-    if missing:
-        os.environ.update(missing)
-        get_settings.cache_clear()
-        click.echo(
-            f"credentials not set for some vendors: using the demo ones ({', '.join(sorted(missing))})"
-        )
     _settings_or_exit()
-    state = SimState(SimConfig(receipt_delay_s=receipt_delay, undelivered_share=undelivered))
-    quiet_uvicorn()
-    click.echo(f"point SMSD_<VENDOR>__BASE_URL at http://{host}:{port}")
-    uvicorn.run(build_app(get_settings(), state), host=host, port=port, log_level="warning")
+    serve(get_settings(), host, port, receipt_delay, undelivered, pushes)
 
 
 @main.command()
