@@ -50,7 +50,7 @@ def test_an_unreachable_redis_stops_the_command_in_one_line_without_the_password
     started = time.monotonic()
     out = CliRunner().invoke(main, command)
     assert time.monotonic() - started < 5
-    assert out.exit_code == 1, out.output
+    assert out.exit_code == 5, out.output
     assert out.output.startswith(
         f"Error: SMSD_REDIS_URL=redis://:***@127.0.0.1:{port}/0: cannot reach Redis: "
     )
@@ -69,7 +69,7 @@ def test_a_url_without_a_scheme_stops_the_worker_naming_the_setting(redis_url: p
 
 def test_status_goes_on_when_redis_answers(r, settings) -> None:  # type: ignore[no-untyped-def]
     out = CliRunner().invoke(main, ["status", "nope"])
-    assert out.exit_code == 1 and "no message nope" in out.output  # past the check, to the store
+    assert out.exit_code == 3 and "no message nope" in out.output  # past the check, to the store
 
 
 @pytest.mark.parametrize(

@@ -1,34 +1,83 @@
-"""The ``smsdispatch`` command: demo, worker, beat, simulator, status."""
+"""The ``smsdispatch`` command: demo, worker, beat, simulator; further commands in ``worker/commands/``.
+
+Every command ends in one line on error, with an exit code a script can trust (``worker.console``):
+the group turns anything a command let escape into one line (exit 1, or 5 when Redis or the broker is out
+of reach); ``--debug`` or SMSD_LOG_LEVEL=DEBUG shows the traceback instead.
+"""
 
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+from typing import Any
 
 import click
 
-from config.settings import SettingsError, get_settings
+from config.settings import get_settings
+from worker.console import (
+    EXIT_CODES,
+    Failed,
+    Unreachable,
+    debugging,
+    one_line,
+    require_redis,
+    require_settings,
+)
 
 ALL_QUEUES = "sms.otp,sms.notify,sms.bulk,sms.poll"
 
 
 def _settings_or_exit() -> None:
-    try:
-        get_settings()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+    require_settings()
 
 
 def _redis_or_exit() -> None:
     """Stop with one line naming SMSD_REDIS_URL when Redis cannot be reached (``worker.preflight``)."""
-    from worker.preflight import check_redis
-
-    check_redis(get_settings())
+    require_redis()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
-    """smsdispatch: SMS dispatch for Chinese SMS vendors on Celery and Redis."""
+def _infrastructure(exc: BaseException) -> bool:
+    """Redis or the broker out of reach (after the clients' own retries)."""
+    import redis
+    from kombu.exceptions import OperationalError
+
+    return isinstance(exc, redis.ConnectionError | redis.TimeoutError | OperationalError)
+
+
+class Cli(click.Group):
+    """The command group: what a command lets escape ends in one line with an exit code, not a
+    traceback (an operator reads the line; a script reads the code)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if debugging(bool(ctx.params.get("debug"))):
+                raise
+            if _infrastructure(exc):
+                raise Unreachable(f"Redis or the broker cannot be reached: {one_line(exc)}") from None
+            raise Failed(f"{type(exc).__name__}: {one_line(exc)} (--debug shows the traceback)") from None
+
+
+_EPILOG = "\b\nExit codes (every command; errors are one line on stderr):\n" + "\n".join(
+    f"  {code}  {text}" for code, text in EXIT_CODES.items()
+)
+
+
+@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"]}, epilog=_EPILOG)
+@click.version_option(package_name="smsdispatch", prog_name="smsdispatch", message="%(prog)s %(version)s")
+@click.option("--debug", is_flag=True, help="show the traceback of an error (as SMSD_LOG_LEVEL=DEBUG)")
+def main(debug: bool) -> None:
+    """smsdispatch: SMS dispatch for Chinese SMS vendors on Celery and Redis.
+
+    \b
+    Examples:
+      smsdispatch send 13800138000 -t login_code -p code=123456 --kind otp --wait 30
+      smsdispatch status MESSAGE_ID --state failed
+      smsdispatch campaign submit customers.csv -t bill --dry-run
+      smsdispatch campaign submit customers.csv -t bill --follow
+    """
 
 
 @main.command()
@@ -83,40 +132,6 @@ def simulator(
 
     _settings_or_exit()
     serve(get_settings(), host, port, receipt_delay, undelivered, pushes)
-
-
-@main.command()
-@click.argument("message_id")
-@click.option("--recipients", "show", is_flag=True, help="list every recipient (phones masked)")
-def status(message_id: str, show: bool) -> None:
-    """Show a message's recipients by state (and each recipient with --recipients)."""
-    _settings_or_exit()
-    _redis_or_exit()
-    from providers.phones import mask
-    from worker.store import Store, get_redis
-
-    store = Store(get_redis(), get_settings())
-    meta = store.message(message_id)
-    counts = store.counts(message_id)
-    if not meta and not counts:
-        raise click.ClickException(f"no message {message_id} (unknown, or older than the retention)")
-    for key in ("kind", "template", "providers", "recipients", "chunks"):
-        click.echo(f"{key:<11}{meta.get(key, '')}")
-    if meta.get("created_ms"):
-        created = datetime.fromtimestamp(int(meta["created_ms"]) / 1000, UTC).isoformat(timespec="seconds")
-        click.echo(f"{'created':<11}{created}")
-    click.echo("")
-    for state_name, n in counts.most_common():
-        click.echo(f"{state_name:<14}{n:>9,}")
-    records = store.records(message_id)
-    billed = [rec.fee for rec in records.values() if rec.fee is not None]
-    if billed:
-        click.echo(f"{'billed':<14}{sum(billed):>9,} segments (reported for {len(billed):,} recipients)")
-    if show:
-        click.echo("")
-        for phone, rec in sorted(records.items()):
-            when = datetime.fromtimestamp(rec.updated_ms / 1000, UTC).strftime("%H:%M:%S")
-            click.echo(f"{mask(phone):<16}{rec.state:<13}{rec.provider:<10}{rec.code:<10}{when}  {rec.text}")
 
 
 def _register_commands() -> None:
