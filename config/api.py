@@ -22,7 +22,12 @@ MIB = 1024 * 1024
 class ApiKey(Section):
     """One caller of ``/v1``. ``name`` is what logs and message meta show; the key itself never is."""
 
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.\-]+$",
+        description="who calls (letters, digits, _ . -): shown in logs and message meta",
+    )
     key: SecretStr = Field(description=f"the bearer token: {MIN_KEY_CHARS} to {MAX_KEY_CHARS} visible ASCII")
     otp_only: bool = Field(False, description="may only send kind=otp messages and read those")
 

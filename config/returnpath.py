@@ -27,8 +27,12 @@ class OptoutSettings(Section):
     """Replies that opt a number out of (or back into) later sends. Words match whole replies, case and
     width insensitive, whitespace and punctuation ignored."""
 
-    words: tuple[str, ...] = DEFAULT_OPTOUT_WORDS
-    optin_words: tuple[str, ...] = DEFAULT_OPTIN_WORDS
+    words: tuple[str, ...] = Field(
+        DEFAULT_OPTOUT_WORDS, description="a reply of one of these opts its number out"
+    )
+    optin_words: tuple[str, ...] = Field(
+        DEFAULT_OPTIN_WORDS, description="a reply of one of these opts it back in (a word in both: out)"
+    )
     kinds: tuple[str, ...] = Field(("notify", "marketing"), description="kinds that honour opt-outs")
     inbound_keep_s: TtlSeconds = Field(30 * DAY_S, description="how long inbound replies are kept")
     inbound_maxlen: int = Field(

@@ -39,13 +39,15 @@ class VendorSettings(Section):
     """What every vendor section has. Times are in seconds. Every field has a default, so a vendor that
     is not configured still loads (and is skipped by routing until its ``credential_fields`` are set)."""
 
-    base_url: str
-    connect_timeout_s: Timeout = 3.0
-    read_timeout_s: Timeout = 10.0
+    base_url: str = Field(description="the vendor's API root (point it at the simulator to try things out)")
+    connect_timeout_s: Timeout = Field(3.0, description="a call not connected by then was not sent (retried)")
+    read_timeout_s: Timeout = Field(
+        10.0, description="a call not answered by then may have been sent: recorded ambiguous, never resent"
+    )
     requests_per_second: float = Field(
         50.0, ge=0.01, le=1_000_000, description="shared budget across all workers"
     )
-    batch_size: int = Field(1, ge=1, le=10_000)
+    batch_size: int = Field(1, ge=1, le=10_000, description="recipients per vendor call at most")
     receipt_poll_interval_s: Interval = Field(60.0, description="beat pulls receipts this often")
     query_per_minute: int = Field(
         60, ge=1, le=1_000_000, description="receipt queries a minute, across all workers"
@@ -95,9 +97,9 @@ class VendorSettings(Section):
 class RetrySettings(Section):
     """Backoff for transient vendor failures: full jitter over ``min(cap, base * 2**attempt)`` seconds."""
 
-    max_attempts: int = Field(6, ge=1, le=100)
-    backoff_base_s: float = Field(1.0, gt=0, le=3600)
-    backoff_cap_s: float = Field(60.0, gt=0, le=DAY_S)
+    max_attempts: int = Field(6, ge=1, le=100, description="tries of a transient failure before it is failed")
+    backoff_base_s: float = Field(1.0, gt=0, le=3600, description="the wait ceiling after the first failure")
+    backoff_cap_s: float = Field(60.0, gt=0, le=DAY_S, description="the longest wait ceiling between tries")
     rate_limited_wait_s: float = Field(
         30.0, gt=0, le=DAY_S, description="minimum wait after a too-frequent code"
     )

@@ -141,14 +141,20 @@ class SettingsBase(BaseSettings):
     )
     config: Path | None = Field(None, description="TOML file with templates, routing and limits")
     retention_s: TtlSeconds = Field(7 * DAY_S, description="how long recipient state is kept")
-    idempotency_ttl_s: TtlSeconds = DAY_S
+    idempotency_ttl_s: TtlSeconds = Field(
+        DAY_S, description="a send with the same idempotency key within this returns the first one's answer"
+    )
     events_maxlen: int = Field(1_000_000, gt=0, le=10**9, description="approximate cap of the events stream")
     visibility_timeout_s: TtlSeconds = Field(
         60, description="a dead worker's tasks run again after this (every task is far shorter)"
     )
-    worker_prefetch: int = Field(4, ge=1, le=1000)
+    worker_prefetch: int = Field(
+        4, ge=1, le=1000, description="tasks a worker process reserves ahead (Celery's prefetch multiplier)"
+    )
     bulk_threshold: int = Field(1000, ge=1, le=10**9, description="sends with more recipients go to sms.bulk")
-    log_level: Annotated[str, BeforeValidator(_log_level)] = "INFO"
+    log_level: Annotated[str, BeforeValidator(_log_level)] = Field(
+        "INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL (any case)"
+    )
     log_json: bool | None = Field(None, description="unset: JSON unless stderr is a terminal")
 
     retry: RetrySettings = RetrySettings()
@@ -158,14 +164,21 @@ class SettingsBase(BaseSettings):
     webhooks: WebhookSettings = WebhookSettings()
     campaign: CampaignSettings = CampaignSettings()
     api: ApiSettings = ApiSettings()
-    limits: dict[KindKey, Limits] = Field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    limits: dict[KindKey, Limits] = Field(
+        default_factory=lambda: dict(DEFAULT_LIMITS),
+        description="per kind, the most messages one phone gets per window, across every worker",
+    )
     templates: dict[str, TemplateBase] = Field(default_factory=dict)
     routing: dict[KindKey, tuple[str, ...]] = Field(default_factory=dict)  # made per registry: settings_model
 
     max_countdown_s: TtlSeconds = Field(
         20, description="longer retry waits are kept in Redis, not Celery (below the visibility timeout)"
     )
-    unhealthy_s: TtlSeconds = Field(300, description="how long an auth/balance failure benches a vendor")
+    unhealthy_s: TtlSeconds = Field(
+        300,
+        description="how long an auth or config refusal benches a vendor (a balance bench lasts until a poll "
+        "shows credit; this long for a vendor without a balance query)",
+    )
     unmatched_receipt_keep_s: TtlSeconds = Field(900, description="how long a receipt waits for its message")
     redis_outage_s: float = Field(30.0, ge=0, le=3600, description="Redis unreachable this long delays work")
     redis_socket_timeout_s: float = Field(5.0, gt=0, le=300, description="one Redis command's longest wait")
@@ -237,7 +250,10 @@ def settings_model(vendors: Mapping[str, VendorDescriptor]) -> type[SettingsBase
     }
     template_type = template_model(vendors)
     route_type = Annotated[tuple[str, ...], _route_check(tuple(vendors))]
-    fields["templates"] = (dict[str, template_type], Field(default_factory=dict))  # type: ignore[valid-type]
+    fields["templates"] = (
+        dict[str, template_type],  # type: ignore[valid-type]
+        Field(default_factory=dict, description="logical templates by name, each in every vendor's form"),
+    )
     fields["routing"] = (
         dict[KindKey, route_type],
         Field(default_factory=dict, validate_default=True, description="per kind, the providers in order"),

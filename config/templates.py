@@ -35,6 +35,8 @@ from providers.base import RenderedTemplate
 from providers.descriptor import VendorDescriptor
 from providers.vendors import VENDORS
 
+TEMPLATE_ENTRY = "the vendor's template: its id, or {id, params}; unset: this vendor does not send it"
+CONTENT_ENTRY = "false keeps the template off this vendor, which sends the rendered text"
 MAX_PARAM_CHARS = 35  # Tencent's documented cap for one variable; the strictest of the five
 CONTENT_VENDORS = frozenset(name for name, vendor in VENDORS.items() if not vendor.template_based)
 
@@ -48,8 +50,10 @@ class VendorTemplate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str = Field(min_length=1, max_length=200)
-    params: tuple[str, ...] | None = None
+    id: str = Field(min_length=1, max_length=200, description="the vendor's template id")
+    params: tuple[str, ...] | None = Field(
+        None, description="the vendor's order of the text's placeholders (unset: their order in text)"
+    )
 
 
 def placeholders(text: str) -> tuple[str, ...]:
@@ -83,8 +87,10 @@ class TemplateBase(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    text: str = Field(min_length=1, max_length=2000)
-    max_param_chars: int = Field(MAX_PARAM_CHARS, ge=1, le=1000)
+    text: str = Field(
+        min_length=1, max_length=2000, description="the message with named placeholders: {code}"
+    )
+    max_param_chars: int = Field(MAX_PARAM_CHARS, ge=1, le=1000, description="a longer parameter is refused")
 
     @field_validator("text")
     @classmethod
@@ -173,7 +179,9 @@ def template_model(vendors: Mapping[str, VendorDescriptor]) -> type[TemplateBase
     """The template model with an entry per vendor of ``vendors``: ``VendorTemplate | None`` (default
     none) for a template-based vendor, ``bool`` (default True) for a content-based one."""
     fields: dict[str, Any] = {
-        name: (VendorTemplate | None, None) if vendor.template_based else (bool, True)
+        name: (VendorTemplate | None, Field(None, description=TEMPLATE_ENTRY))
+        if vendor.template_based
+        else (bool, Field(True, description=CONTENT_ENTRY))
         for name, vendor in vendors.items()
     }
     model: type[TemplateBase] = create_model(

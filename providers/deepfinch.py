@@ -48,8 +48,8 @@ class DeepfinchSettings(VendorSettings):
     """``SMSD_DEEPFINCH__*``: the market gateway's SecretId/SecretKey. Times in s."""
 
     base_url: str = "https://service-deepfinch.market.tencentcloudapi.example"
-    secret_id: SecretStr = SecretStr("")
-    secret_key: SecretStr = SecretStr("")
+    secret_id: SecretStr = Field(SecretStr(""), description="the market API gateway's SecretId (credential)")
+    secret_key: SecretStr = Field(SecretStr(""), description="the gateway's SecretKey (credential)")
     batch_size: int = Field(1, ge=1, le=1)
 
     def credential_fields(self) -> tuple[str, ...]:

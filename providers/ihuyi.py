@@ -67,9 +67,11 @@ class IhuyiSettings(VendorSettings):
     """``SMSD_IHUYI__*``: the APIID account and its APIKEY. Times in s."""
 
     base_url: str = "https://106.ihuyi.com"
-    account: str = ""
-    api_key: SecretStr = SecretStr("")
-    dynamic_password: bool = True
+    account: str = Field("", description="the APIID (credential)")
+    api_key: SecretStr = Field(SecretStr(""), description="the APIKEY (credential)")
+    dynamic_password: bool = Field(
+        True, description="send an MD5 dynamic password with a time instead of the APIKEY itself"
+    )
     batch_size: int = Field(1, ge=1, le=1)
 
     def credential_fields(self) -> tuple[str, ...]:

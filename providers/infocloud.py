@@ -61,10 +61,10 @@ class InfocloudSettings(VendorSettings):
     """``SMSD_INFOCLOUD__*``. Times in seconds."""
 
     base_url: str = "https://opassapi.infocloud.com.cn"
-    api_key: SecretStr = SecretStr("")
-    access_key: SecretStr = SecretStr("")
+    api_key: SecretStr = Field(SecretStr(""), description="the apiKey, sent as x-api-key (credential)")
+    access_key: SecretStr = Field(SecretStr(""), description="the key requests are signed with (credential)")
     sign_method: Literal["HmacSHA256", "HmacMD5", "HmacSHA1", "HmacSHA224", "HmacSHA384", "HmacSHA512"] = (
-        "HmacSHA256"
+        Field("HmacSHA256", description="the HMAC the requests are signed with (x-sign-method)")
     )
     batch_size: int = Field(1000, ge=1, le=1000)
     requests_per_second: float = Field(300.0, ge=0.01, le=1_000_000)

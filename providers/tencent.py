@@ -65,9 +65,9 @@ class TencentSettings(VendorSettings):
     """``SMSD_TENCENT__*``: the SDK AppID, its AppKey and the approved signature. Times in s."""
 
     base_url: str = "https://yun.tim.qq.com"
-    sdk_app_id: str = ""
-    app_key: SecretStr = SecretStr("")
-    sign: str = ""
+    sdk_app_id: str = Field("", description="the SDK AppID (credential)")
+    app_key: SecretStr = Field(SecretStr(""), description="the SDK AppID's AppKey (credential)")
+    sign: str = Field("", description="the approved signature (签名) messages carry, e.g. 腾讯云")
     batch_size: int = Field(1, ge=1, le=1)
     receipt_page_size: int = Field(100, ge=1, le=100)  # pullstatus ``max``
 

@@ -56,13 +56,13 @@ class XiaoruiSettings(VendorSettings):
     """``SMSD_XIAORUI__*``: the market gateway's SecretId/SecretKey and the vendor account. Times in s."""
 
     base_url: str = "https://service-xiaorui.market.tencentcloudapi.example"
-    secret_id: SecretStr = SecretStr("")
-    secret_key: SecretStr = SecretStr("")
-    account: SecretStr = SecretStr("")
-    password: SecretStr = SecretStr("")
+    secret_id: SecretStr = Field(SecretStr(""), description="the market API gateway's SecretId (credential)")
+    secret_key: SecretStr = Field(SecretStr(""), description="the gateway's SecretKey (credential)")
+    account: SecretStr = Field(SecretStr(""), description="the vendor account (credential)")
+    password: SecretStr = Field(SecretStr(""), description="the vendor account's password (credential)")
     batch_size: int = Field(500, ge=1, le=500)
     receipt_page_size: int = Field(1000, ge=10, le=10000)  # smsreport ``size`` (its default)
-    extno: str = ""
+    extno: str = Field("", description="the extension (接入号) the vendor assigned, if any: digits")
 
     def credential_fields(self) -> tuple[str, ...]:
         return ("secret_id", "secret_key", "account", "password")
