@@ -316,3 +316,61 @@ def test_no_json_body_makes_the_api_fail(http: TestClient, body: Any) -> None:
     content = json.dumps(body).encode()
     answer = http.post("/v1/messages", content=content, headers={**FULL, "content-type": "application/json"})
     assert answer.status_code in (202, 200, 409, 422), answer.text
+
+
+# -- /healthz ----------------------------------------------------------------------------------------
+
+CLOSED = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+
+
+def test_healthz_checks_redis_and_the_broker(http: TestClient) -> None:
+    answer = http.get("/healthz")
+    assert answer.status_code == 200 and answer.json() == {"redis": "ok", "broker": "ok"}
+
+
+def test_healthz_names_the_broker_when_only_it_is_out_of_reach(
+    http: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("worker.http.health.broker_url", lambda settings: CLOSED)
+    answer = http.get("/healthz")
+    assert answer.status_code == 503 and answer.json()["redis"] == "ok"
+    assert answer.json()["broker"].startswith("unreachable")
+
+
+def test_healthz_is_503_when_redis_is_out_of_reach(settings: Settings) -> None:
+    with TestClient(build_app(settings.model_copy(update={"redis_url": CLOSED}))) as client:
+        answer = client.get("/healthz")
+    assert answer.status_code == 503
+    assert all(state.startswith("unreachable") for state in answer.json().values())
+
+
+# -- smsdispatch api ---------------------------------------------------------------------------------
+
+
+TWO_KEYS = [{"name": "shop", "key": FULL_KEY}, {"name": "otp-app", "key": OTP_KEY, "otp_only": True}]
+
+
+@pytest.mark.parametrize("keys", [None, TWO_KEYS])
+def test_the_api_command_says_whether_v1_is_on(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], keys: list[dict[str, Any]] | None
+) -> None:
+    from click.testing import CliRunner
+
+    from config.settings import get_settings
+    from worker.cli import main
+
+    if keys is not None:
+        monkeypatch.setenv("SMSD_API__KEYS", json.dumps(keys))
+    monkeypatch.setattr("uvicorn.run", lambda *args, **kwargs: None)
+    get_settings.cache_clear()
+    try:
+        out = CliRunner().invoke(main, ["api", "--port", "8999"])
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert out.exit_code == 0, out.output
+    if keys is None:
+        assert "/v1 API: OFF" in out.output and "SMSD_API__KEYS" in out.output
+    else:
+        assert "http://127.0.0.1:8999/v1" in out.output and "shop, otp-app (OTP only)" in out.output
+    assert FULL_KEY not in out.output

@@ -45,13 +45,15 @@ def push_url_lines(settings: Settings, base: str) -> list[str]:
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--public-url", default="", help="how vendors reach this app (for the URLs printed)")
 def api(host: str, port: int, public_url: str) -> None:
-    """Serve the vendor push receivers (/push/<vendor>/receipts, /push/<vendor>/inbound) and /healthz.
+    """Serve the vendor push receivers (/push/<vendor>/receipts, /push/<vendor>/inbound), the /v1 API
+    (off until api.keys are configured) and /healthz.
 
     Each push is stored in Redis and answered at once; `smsdispatch worker` (with beat) applies them.
     """
     import uvicorn
 
     from worker.http import build_app
+    from worker.http.auth import describe_keys
     from worker.preflight import check_redis
 
     settings = _settings()
@@ -60,6 +62,7 @@ def api(host: str, port: int, public_url: str) -> None:
     click.echo("push receivers (configure these URLs at each vendor):")
     for line in push_url_lines(settings, base):
         click.echo(f"  {line}")
+    click.echo(describe_keys(settings.api.keys, base))
     uvicorn.run(build_app(settings), host=host, port=port, log_level="warning", workers=1)
 
 

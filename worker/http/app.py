@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
 from config.settings import Settings
-from worker.http import api_v1, metrics
+from worker.http import api_v1, health, metrics
 from worker.http.receivers import Gate, push_routes, receiver
 from worker.store.inbox import PushInbox
 
@@ -52,12 +52,8 @@ def build_app(settings: Settings, client: redis.asyncio.Redis | None = None) -> 
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
-        """200 when Redis answers a PING, else 503."""
-        try:
-            await inbox.ping()
-        except (redis.RedisError, OSError) as exc:
-            return JSONResponse({"redis": f"unreachable ({type(exc).__name__})"}, status_code=503)
-        return JSONResponse({"redis": "ok"})
+        """200 when Redis answers a PING and the broker a connection, else 503 naming which failed."""
+        return await health.answer(inbox, settings)
 
     app.include_router(api_v1.router(settings))
     app.include_router(metrics.router(settings))

@@ -81,6 +81,14 @@ class Keyring:
         return found
 
 
+def describe_keys(keys: Sequence[ApiKey], base: str) -> str:
+    """What ``smsdispatch api`` says at start about ``/v1``: off (no keys), or the keys' names."""
+    if not keys:
+        return f"/v1 API: OFF, {NO_KEYS}"
+    names = ", ".join(key.name + (" (OTP only)" if key.otp_only else "") for key in keys)
+    return f"/v1 API: {base}/v1 (OpenAPI: {base}/docs), {len(keys)} API key(s): {names}"
+
+
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "replace")).digest()
 
