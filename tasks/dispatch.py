@@ -61,6 +61,7 @@ class ChunkJob:
     kind: str
     chunk: ChunkSpec
     attempt: int = 0
+    campaign: bool = False  # a campaign's chunk: tasks/send.py asks its campaign's gate first
 
     @property
     def bid(self) -> str:

@@ -140,8 +140,9 @@ def release_deferred(limit: int = 500) -> int:
 def sweep_leases(limit: int = 1000) -> dict[str, int]:
     """Queue again every open chunk whose lease ran out while its queue is empty: its task was lost. A
     lease that ran out behind a queue still full is moved on (the task is waiting its turn). Queuing a
-    chunk twice is safe: the claim skips what is done and never resends what may have been sent."""
-    from tasks.send import dispatch_chunk, lease_end_ms
+    chunk twice is safe: the claim skips what is done and never resends what may have been sent. A
+    campaign's chunk goes again with its campaign flag (its gate is asked first)."""
+    from tasks.send import chunk_args, dispatch_chunk, lease_end_ms
 
     settings = get_settings()
     store = _store(settings)
@@ -160,9 +161,7 @@ def sweep_leases(limit: int = 1000) -> dict[str, int]:
         if waiting[queue]:
             counts["extended"] += 1
             continue
-        dispatch_chunk.apply_async(
-            (message_id, job["kind"], job["chunk"], job["attempt"]), queue=queue, priority=RETRY_PRIORITY
-        )
+        dispatch_chunk.apply_async(chunk_args(message_id, job), queue=queue, priority=RETRY_PRIORITY)
         store.publish_sweep("requeued", message_id, len(job["chunk"]["phones"]))
         counts["requeued"] += 1
     if counts["requeued"] or counts["closed"]:

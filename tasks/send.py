@@ -7,6 +7,11 @@ Nothing is stranded: every chunk is *opened* in Redis (its job and a lease) befo
 so the lease sweep (``tasks.poll.sweep_leases``) queues again a chunk whose task was lost; planning that
 fails part way (Redis or the broker gone) is retried by Celery and goes on from the last chunk it queued;
 infrastructure errors in a chunk retry the task, and the claim makes a rerun safe.
+
+A campaign's chunks (``campaign=True``, fed by ``tasks/campaign.py``) ask their campaign's gate before
+anything else: paused, the chunk is set aside until resumed; cancelled, its recipients not yet claimed
+are recorded ``cancelled``; held (quiet hours, the campaign's window), it waits in Redis until the hold
+ends. The flag travels with every retry, failover, long wait and lease-sweep requeue of the chunk.
 """
 
 from __future__ import annotations
@@ -164,9 +169,26 @@ def _plan_and_send(
     return result
 
 
-def chunk_job(kind: str, queue: str, chunk: ChunkSpec, attempt: int = 0) -> dict[str, Any]:
+def chunk_job(
+    kind: str, queue: str, chunk: ChunkSpec, attempt: int = 0, campaign: bool = False
+) -> dict[str, Any]:
     """A chunk's task as kept in Redis (see ``Store.open_chunk``), to queue it again if it is lost."""
-    return {"kind": kind, "queue": queue, "attempt": attempt, "chunk": chunk.to_task()}
+    job = {"kind": kind, "queue": queue, "attempt": attempt, "chunk": chunk.to_task()}
+    return {**job, "campaign": 1} if campaign else job
+
+
+def chunk_args(message_id: str, job: dict[str, Any]) -> tuple[Any, ...]:
+    """``dispatch_chunk``'s arguments for a chunk job kept in Redis (the campaign flag from it)."""
+    return (message_id, job["kind"], job["chunk"], job.get("attempt", 0), bool(job.get("campaign")))
+
+
+def queue_chunk(
+    store: Store, message_id: str, job: dict[str, Any], lease_until_ms: int, *, queued: bool = False
+) -> None:
+    """Open a chunk (its job and lease; with ``queued``, its recipients recorded queued), then queue its
+    task: a task lost after the open is found by the lease sweep."""
+    store.open_chunk(message_id, job["chunk"]["number"], job, lease_until_ms, queued=queued)
+    dispatch_chunk.apply_async(chunk_args(message_id, job), queue=job["queue"])
 
 
 def lease_end_ms(settings: Settings, start_ms: float) -> int:
@@ -192,8 +214,7 @@ def _queue_chunks(
         rate = settings.vendor(chunk.provider).requests_per_second
         expected_ms = start + 1500 * i / rate  # when its turn should come at the vendor's rate
         job = chunk_job(kind, queue, chunk)
-        store.open_chunk(message_id, chunk.number, job, lease_end_ms(settings, expected_ms), queued=True)
-        dispatch_chunk.apply_async((message_id, kind, job["chunk"]), queue=queue)
+        queue_chunk(store, message_id, job, lease_end_ms(settings, expected_ms), queued=True)
         if i % 16 == 15 or i == len(chunks) - 1:
             store.mark_message(message_id, opened=i)
 
@@ -223,9 +244,7 @@ def _run(job: ChunkJob, queue: str, store: Store, settings: Settings, lease_job:
     not opened by planning) its job and lease are kept first, like a planned chunk's."""
     if lease_job:
         lease = lease_end_ms(settings, now_ms() + stale_ms(settings, job.chunk.provider))
-        store.open_chunk(
-            job.message_id, job.chunk.number, chunk_job(job.kind, queue, job.chunk), lease, queued=False
-        )
+        store.open_chunk(job.message_id, job.chunk.number, _job_of(job, queue), lease, queued=False)
     run = run_chunk(job, settings, store, get_provider(job.chunk.provider, settings))
     for retry in run.retries:
         schedule_retry(store, settings, job, retry, queue)
@@ -240,14 +259,54 @@ def _run(job: ChunkJob, queue: str, store: Store, settings: Settings, lease_job:
     retry_backoff_max=30,
     max_retries=20,
 )
-def dispatch_chunk(self: Task, message_id: str, kind: str, chunk: dict[str, Any], attempt: int = 0) -> None:
-    """Send one chunk (at most the vendor's batch size) in one vendor call."""
+def dispatch_chunk(
+    self: Task,
+    message_id: str,
+    kind: str,
+    chunk: dict[str, Any],
+    attempt: int = 0,
+    campaign: bool = False,
+) -> None:
+    """Send one chunk (at most the vendor's batch size) in one vendor call; a campaign's chunk only when
+    its campaign's gate lets it."""
     spec = ChunkSpec.from_task(chunk)
     structlog.contextvars.bind_contextvars(message_id=message_id, provider=spec.provider)
+    if campaign:
+        structlog.contextvars.bind_contextvars(campaign_id=message_id)
     settings = get_settings()
     queue = self.request.delivery_info.get("routing_key") or queue_for(kind, 1, settings)
     store = Store(get_redis(settings), settings)
-    _run(ChunkJob(message_id, kind, spec, attempt), queue, store, settings, lease_job=False)
+    job = ChunkJob(message_id, kind, spec, attempt, bool(campaign))
+    if job.campaign and not _gate(job, queue, store, settings):
+        return
+    _run(job, queue, store, settings, lease_job=False)
+
+
+def _gate(job: ChunkJob, queue: str, store: Store, settings: Settings) -> bool:
+    """Whether the campaign lets this chunk be sent now (True), else what it does instead: set aside
+    while paused (resume queues it again), its unclaimed recipients cancelled, or a wait in Redis until
+    the campaign's hold (quiet hours, window) ends. Not an attempt either way."""
+    gate = store.campaign_gate(job.message_id)
+    number = job.chunk.number
+    if gate.status == "paused":
+        store.hold_chunk(job.message_id, number, _job_of(job, queue))
+        log.info("campaign paused: chunk held", chunk=number, recipients=len(job.chunk.phones))
+        return False
+    if gate.status in ("cancelling", "cancelled"):
+        cancelled = store.cancel_recipients(job.message_id, job.chunk.phones, chunk=number)
+        log.info("campaign cancelled: chunk dropped", chunk=number, cancelled=len(cancelled))
+        return False
+    wait_ms = gate.held_until_ms - now_ms()
+    if wait_ms > 0:
+        held = Retry(job.chunk.phones, wait_ms / 1000, job.attempt, reason="held")
+        schedule_retry(store, settings, job, held, queue)
+        log.info("campaign held: chunk waits", chunk=number, wait_s=round(wait_ms / 1000, 1))
+        return False
+    return True
+
+
+def _job_of(job: ChunkJob, queue: str) -> dict[str, Any]:
+    return chunk_job(job.kind, queue, job.chunk, job.attempt, job.campaign)
 
 
 def schedule_retry(store: Store, settings: Settings, job: ChunkJob, retry: Retry, queue: str) -> None:
@@ -258,12 +317,12 @@ def schedule_retry(store: Store, settings: Settings, job: ChunkJob, retry: Retry
         fail_over(store, settings, job, retry, queue)
         return
     spec = job.chunk.only(retry.phones)
-    args = (job.message_id, job.kind, spec.to_task(), retry.attempt)
+    args = (job.message_id, job.kind, spec.to_task(), retry.attempt, job.campaign)
     due_ms = now_ms() + int(retry.delay_s * 1000)
     store.open_chunk(
         job.message_id,
         job.chunk.number,
-        chunk_job(job.kind, queue, job.chunk, retry.attempt),
+        chunk_job(job.kind, queue, job.chunk, retry.attempt, job.campaign),
         lease_end_ms(settings, due_ms),
         queued=False,
     )
@@ -291,11 +350,11 @@ def fail_over(store: Store, settings: Settings, job: ChunkJob, retry: Retry, que
     numbers = store.failover_numbers(job.message_id, len(plan.chunks)) if plan.chunks else range(0)
     for number, chunk in zip(numbers, plan.chunks, strict=True):
         spec = replace(chunk, number=number)  # a bid of its own
-        chunk_args = chunk_job(job.kind, queue, spec, retry.attempt)
+        failover_job = chunk_job(job.kind, queue, spec, retry.attempt, job.campaign)
         store.open_chunk(
-            job.message_id, spec.number, chunk_args, lease_end_ms(settings, now_ms()), queued=False
+            job.message_id, spec.number, failover_job, lease_end_ms(settings, now_ms()), queued=False
         )
-        args = (job.message_id, job.kind, chunk_args["chunk"], retry.attempt)
+        args = chunk_args(job.message_id, failover_job)
         dispatch_chunk.apply_async(args, queue=queue, priority=RETRY_PRIORITY)
     rejected += plan.rejected
     if retry.stay and plan.rejected:

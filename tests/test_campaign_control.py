@@ -68,7 +68,7 @@ def seed_campaign(
 
 
 def phones(n: int, prefix: str = "138") -> list[Row]:
-    return [(f"+86{prefix}{i:08d}", None) for i in range(n)]
+    return [(f"{prefix}{i:08d}", None) for i in range(n)]
 
 
 @pytest.fixture

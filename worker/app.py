@@ -64,8 +64,9 @@ PULLS = {
 
 
 def beat_schedule(settings: Settings) -> dict[str, Any]:
-    """Receipts from every vendor that offers a pull, each at its own interval; long waits; the sweeps.
-    Every task here is safe to run twice at once (a second beat, a manual run)."""
+    """Receipts from every vendor that offers a pull, each at its own interval; long waits; the sweeps;
+    the campaign runner's tick. Every task here is safe to run twice at once (a second beat, a manual
+    run)."""
     pulls = {
         f"{name}-{what}": {
             "task": task,
@@ -84,6 +85,7 @@ def beat_schedule(settings: Settings) -> dict[str, Any]:
             "schedule": settings.webhooks.interval_s,
         },
         "release-deferred": {"task": "tasks.poll.release_deferred", "schedule": 2.0},
+        "tick-campaigns": {"task": "tasks.campaign.tick_campaigns", "schedule": settings.campaign.tick_s},
         "sweep-leases": {"task": "tasks.poll.sweep_leases", "schedule": settings.sweep_interval_s},
         "drain-receipts": {"task": "tasks.poll.drain_receipts", "schedule": settings.sweep_interval_s},
         "settle-overdue": {"task": "tasks.poll.settle_overdue", "schedule": 60.0},
@@ -187,7 +189,15 @@ class _SurvivingQoS(kombu_redis.QoS):
 
 kombu_redis.Channel.QoS = _SurvivingQoS
 
-TASK_MODULES = ["tasks.send", "tasks.poll", "tasks.push", "tasks.inbound", "tasks.vendors", "tasks.webhooks"]
+TASK_MODULES = [
+    "tasks.send",
+    "tasks.poll",
+    "tasks.push",
+    "tasks.inbound",
+    "tasks.vendors",
+    "tasks.webhooks",
+    "tasks.campaign",
+]
 app = Celery("smsdispatch", include=TASK_MODULES)
 configure(app, get_settings())
 

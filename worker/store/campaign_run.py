@@ -114,6 +114,10 @@ class CampaignRunMixin(StoreBase):
         )
         return Move(before, after)
 
+    def forget_campaign(self, campaign_id: str) -> None:
+        """Take an id the runner cannot act on (its meta expired) off the active set."""
+        self.r.srem(Keys.campaigns_active, campaign_id)
+
     def hold_campaign(self, campaign_id: str, reason: str, until_ms: int) -> None:
         """Say why the campaign is not fed now and until when (ms); an empty reason lifts the hold."""
         values = {"held_reason": reason, "held_until_ms": str(until_ms if reason else 0)}
