@@ -19,14 +19,10 @@ local function unsent(state)
   return state == "none" or state == "queued" or state == "retry" or state == "sending"
 end
 
--- The record's 7th field, its fee (billed parts), when set.
+-- The record's 7th field, its fee (billed parts), when set (one match: this runs for every phone sent).
+local FEE = "^" .. string.rep("[^\31]*\31", 6) .. "(%d+)$"
 local function fee(rec)
-  local at = 0
-  for _ = 1, 6 do
-    at = string.find(rec, SEP, at + 1, true)
-    if not at then return nil end
-  end
-  return tonumber(string.sub(rec, at + 1))
+  return tonumber(string.match(rec, FEE))
 end
 
 for i = 3, #ARGV, 2 do
@@ -40,7 +36,7 @@ for i = 3, #ARGV, 2 do
     local new_state = string.sub(rec, 1, (string.find(rec, SEP, 1, true) or 0) - 1)
     if current then delta[state] = (delta[state] or 0) - 1 end
     delta[new_state] = (delta[new_state] or 0) + 1
-    if unsent(state) and (new_state == "submitted" or new_state == "delivered") then
+    if (new_state == "submitted" or new_state == "delivered") and unsent(state) then
       delta.parts = (delta.parts or 0) + (fee(rec) or 1)
     end
   end
