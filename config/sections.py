@@ -53,12 +53,14 @@ class VendorSettings(Section):
         60, ge=1, le=1_000_000, description="receipt queries a minute, across all workers"
     )
     receipt_page_size: int = Field(100, ge=1, le=100_000, description="a full page means: ask again at once")
-    settle_s: TtlSeconds = Field(72 * 3600, description="an unconfirmed send without receipt is failed after")
+    settle_s: TtlSeconds = Field(
+        72 * 3600, description="a submitted recipient with no receipt this long is failed NO_RECEIPT"
+    )
     inbound_poll_interval_s: Interval = Field(60.0, description="beat pulls inbound replies this often")
     balance_poll_interval_s: Interval = Field(300.0, description="beat reads the balance this often")
     balance_threshold: float = Field(0.0, ge=0, description="a balance below this logs an error (0: never)")
     push_token: SecretStr = Field(
-        SecretStr(""), description="secret in the push URL (/push/<vendor>/...?token=)"
+        SecretStr(""), description="secret in the push URL (`/push/<vendor>/...?token=`)"
     )
     push_allow_ips: tuple[str, ...] = Field(
         (), description="addresses or networks allowed to push (empty: any)"

@@ -137,7 +137,9 @@ class SettingsBase(BaseSettings):
     vendor_names: ClassVar[tuple[str, ...]] = ()
 
     redis_url: str | None = Field(
-        None, description="unset: redis://127.0.0.1:6379/0, except `smsdispatch demo`, which embeds one"
+        None,
+        description="broker, results and state: redis://, rediss:// or unix:///path; unset: "
+        "redis://127.0.0.1:6379/0 (`smsdispatch demo` embeds its own)",
     )
     config: Path | None = Field(None, description="TOML file with templates, routing and limits")
     retention_s: TtlSeconds = Field(7 * DAY_S, description="how long recipient state is kept")
@@ -180,12 +182,16 @@ class SettingsBase(BaseSettings):
         "shows credit; this long for a vendor without a balance query)",
     )
     unmatched_receipt_keep_s: TtlSeconds = Field(900, description="how long a receipt waits for its message")
-    redis_outage_s: float = Field(30.0, ge=0, le=3600, description="Redis unreachable this long delays work")
+    redis_outage_s: float = Field(
+        30.0, ge=0, le=3600, description="Redis out of reach this long delays work instead of failing it"
+    )
     redis_socket_timeout_s: float = Field(5.0, gt=0, le=300, description="one Redis command's longest wait")
     lease_grace_s: TtlSeconds = Field(
-        180, description="a chunk not run this long after its turn is looked for"
+        180, description="a chunk not run this long after its turn is queued again by the lease sweep"
     )
-    sweep_interval_s: float = Field(15.0, ge=1, le=3600, description="beat runs the lease and inbox sweeps")
+    sweep_interval_s: float = Field(
+        15.0, ge=1, le=3600, description="how often beat runs the lease and receipt-inbox sweeps"
+    )
 
     @field_validator("redis_url")
     @classmethod
