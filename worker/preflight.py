@@ -1,9 +1,14 @@
-"""Start-up check of the commands that need Redis (``worker``, ``beat``, ``status``): reach it, or stop.
+"""Start-up checks: the commands that need Redis (``worker``, ``beat``, ``status``) reach it or stop, and
+``worker``, ``beat`` and ``api`` say what they start with (:func:`startup_report`).
 
 Without it a worker given ``SMSD_REDIS_URL=localhost:6379`` exited 0 with ``No module named 'localhost'``,
 and one given an unreachable Redis retried the broker for ever while its callers hung. Now the command
 pings Redis once, with a 2 s time-out and no retries, and stops with one line naming the setting (its
 password masked) and a non-zero exit. The URL's format is the settings' business (``config.settings``).
+
+A process started with the wrong config file, no templates or no credentials used to look healthy and then
+refuse every recipient "not configured"; the report names the file, the templates and, per vendor, ready or
+the settings it lacks, and warns on stderr when no vendor can send.
 """
 
 from __future__ import annotations
@@ -72,3 +77,38 @@ def _secrets(url: str) -> list[str]:
         user, colon, password = match.group(1).partition(":")
         found.append(password if colon else user)
     return [secret for secret in found if len(secret) >= 3]
+
+
+def startup_report(settings: Settings) -> list[str]:
+    """What ``worker``, ``beat`` and ``api`` print at start: the config file, the templates, and each vendor
+    as ready (with where it sends) or with the settings it lacks. The last line starts with ``WARNING:``
+    when no vendor can send, since every recipient would then be refused "not configured"."""
+    from worker.commands.vendors import missing_settings
+
+    config = str(settings.config.resolve()) if settings.config else "none (SMSD_CONFIG unset: no templates)"
+    templates = ", ".join(sorted(settings.templates)) or "none (sends need content=, or a config file)"
+    redis_url = masked_url(settings.effective_redis_url)
+    lines = [f"config     {config}", f"templates  {templates}", f"redis      {redis_url}"]
+    ready = []
+    for name in settings.vendor_names:
+        missing = missing_settings(settings, name)
+        if missing:
+            lines.append(f"{name + ':':<11}not configured ({', '.join(missing)} missing)")
+        else:
+            ready.append(name)
+            lines.append(f"{name + ':':<11}ready ({settings.vendor(name).base_url})")
+    if not ready:
+        lines.append(
+            "WARNING: no vendor can send: every recipient will be refused 'not configured'. Set one vendor's"
+            " credentials (README \"Configuration\"), or try `smsdispatch demo`."
+        )
+    return lines
+
+
+def announce(settings: Settings) -> None:
+    """Print :func:`startup_report`: its lines on stdout, the warning (if any) on stderr."""
+    for line in startup_report(settings):
+        if line.startswith("WARNING:"):
+            click.secho(line, err=True, fg="red", bold=True)  # plain text when stderr is not a terminal
+        else:
+            click.echo(line)
