@@ -4,10 +4,14 @@ missing, wrong, OTP-only), ``POST /v1/messages`` with good and bad bodies and id
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import threading
+import uuid
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TextIO
 
 import pytest
 import redis
@@ -17,8 +21,10 @@ from hypothesis import strategies as st
 
 from config.api import ApiKey, ApiSettings
 from config.settings import Settings
+from tests.test_campaign_control import phones, seed_campaign
 from worker.http import build_app
-from worker.store import NO_RECORD, Keys, Outcome, Recording, State, Store
+from worker.http.streams import stream_text
+from worker.store import NO_RECORD, Keys, Outcome, Recording, State, Store, now_ms
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -288,6 +294,91 @@ def test_an_unknown_message_is_404_and_a_bad_id_422(http: TestClient) -> None:
     assert http.get("/v1/messages/nothing-here", headers=FULL).status_code == 404
     answer = http.get("/v1/messages/bad$id", headers=FULL)
     assert answer.status_code == 422 and locs(answer) == [["path", "message_id"]]
+
+
+
+# -- campaigns: control and report -------------------------------------------------------------------
+
+
+def test_campaigns_are_listed_newest_first_and_shown_with_a_summary(http: TestClient, store: Store) -> None:
+    older = seed_campaign(store, phones(2), created_ms=now_ms() - 5000)
+    newer = seed_campaign(store, phones(3), kind="marketing")
+    listed = http.get("/v1/campaigns", headers=FULL)
+    assert listed.status_code == 200
+    assert [c["id"] for c in listed.json()["campaigns"]] == [newer, older]
+    assert [c["id"] for c in http.get("/v1/campaigns?limit=1", headers=FULL).json()["campaigns"]] == [newer]
+    shown = http.get(f"/v1/campaigns/{newer}", headers=FULL).json()
+    assert shown["kind"] == "marketing" and shown["counts"]["queued"] == 3 and shown["rows"] == 3
+    assert shown["summary"]["pending"] == 3 and shown["created"].endswith("+08:00")
+
+
+def test_pause_resume_cancel_and_their_refusals(http: TestClient, store: Store) -> None:
+    cid = seed_campaign(store, phones(2))
+    assert http.post(f"/v1/campaigns/{cid}/pause", headers=FULL).json()["status"] == "paused"
+    assert http.post(f"/v1/campaigns/{cid}/resume", headers=FULL).json()["status"] == "running"
+    assert http.post(f"/v1/campaigns/{cid}/cancel", headers=FULL).json()["status"] == "cancelling"
+    refused = http.post(f"/v1/campaigns/{cid}/resume", headers=FULL)
+    assert refused.status_code == 409
+    assert refused.json()["detail"] == f"campaign {cid}: cannot resume, it is being cancelled"
+
+
+@pytest.mark.parametrize(
+    ("method", "action"),
+    [("get", ""), ("post", "/pause"), ("post", "/resume"), ("post", "/cancel"), ("get", "/report")],
+)
+def test_unknown_and_malformed_campaign_ids(http: TestClient, method: str, action: str) -> None:
+    unknown = getattr(http, method)(f"/v1/campaigns/{uuid.uuid4().hex}{action}", headers=FULL)
+    assert unknown.status_code == 404 and "no such campaign" in unknown.json()["detail"]
+    malformed = getattr(http, method)(f"/v1/campaigns/not-an-id{action}", headers=FULL)
+    assert malformed.status_code == 422 and locs(malformed) == [["path", "campaign_id"]]
+
+
+def test_an_otp_only_key_may_not_touch_campaigns(http: TestClient, store: Store) -> None:
+    cid = seed_campaign(store, phones(1))
+    for answer in (http.get("/v1/campaigns", headers=OTP), http.get(f"/v1/campaigns/{cid}", headers=OTP),
+                   http.post(f"/v1/campaigns/{cid}/cancel", headers=OTP),
+                   http.get(f"/v1/campaigns/{cid}/report", headers=OTP)):  # fmt: skip
+        assert answer.status_code == 403 and "otp-app" in answer.json()["detail"]
+    assert store.campaign_meta(cid)["status"] == "running"
+    assert http.get("/v1/campaigns", headers={}).status_code == 401
+
+
+def test_the_report_streams_one_csv_line_per_recipient(http: TestClient, store: Store) -> None:
+    rows = phones(5000)  # about 300 kB: many pieces through the stream
+    cid = seed_campaign(store, rows)
+    delivered = [Outcome(phone, State.DELIVERED, "DELIVRD", "", "v1", 1) for phone, _ in rows[:10]]
+    store.record(cid, "infocloud", Recording(delivered), from_states=(State.QUEUED,))
+    with http.stream("GET", f"/v1/campaigns/{cid}/report", headers=FULL) as answer:
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
+        assert f"campaign-{cid}.csv" in answer.headers["content-disposition"]
+        text = "".join(answer.iter_text())
+    lines = list(csv.reader(io.StringIO(text)))
+    assert lines[0] == ["phone", "state", "vendor", "code", "text", "updated", "parts"]
+    assert sorted(line[0] for line in lines[1:]) == sorted(phone for phone, _ in rows)
+    assert sum(line[1] == "delivered" for line in lines[1:]) == 10
+
+
+
+def test_a_stream_stops_its_writer_when_the_client_goes_and_ends_on_an_error() -> None:
+    stopped = threading.Event()
+
+    def endless(out: TextIO) -> None:
+        try:
+            while True:
+                out.write("x" * 1000 + "\n")
+        finally:
+            stopped.set()
+
+    body = stream_text(endless, "endless")
+    assert 60_000 < len(next(body)) <= 64 * 1024  # pieces of about 64 kB
+    body.close()
+    assert stopped.wait(5)
+
+    def failing(out: TextIO) -> None:
+        out.write("phone\n")
+        raise redis.ConnectionError("gone")
+
+    assert b"".join(stream_text(failing, "failing")) == b"phone\n"
 
 
 # -- anything at all ---------------------------------------------------------------------------------

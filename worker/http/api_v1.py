@@ -12,7 +12,7 @@ import redis
 from fastapi import APIRouter
 
 from config.settings import Settings
-from worker.http import messages_v1
+from worker.http import campaigns_v1, messages_v1
 from worker.http.auth import Keyring, guarded_route
 from worker.store import Store
 from worker.store.client import RETRIED, retry_policy
@@ -42,4 +42,5 @@ def router(settings: Settings) -> APIRouter:
     route = guarded_route(keyring)  # each router's own: include_router keeps the included routes' class
     api = APIRouter(prefix="/v1")
     api.include_router(messages_v1.router(settings, store, route))
+    api.include_router(campaigns_v1.router(store, route))
     return api
