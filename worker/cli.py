@@ -103,6 +103,7 @@ def worker(queues: str, concurrency: int | None, celery_args: tuple[str, ...]) -
 
     argv = ["worker", "-Q", queues, *(["-c", str(concurrency)] if concurrency else []), *celery_args]
     app.worker_main(argv)
+    _announce()
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -111,6 +112,7 @@ def beat(celery_args: tuple[str, ...]) -> None:
     """Run the beat schedule (receipts at each vendor's cadence, deferred retries, the settle sweep)."""
     _settings_or_exit()
     _redis_or_exit()
+    _announce()
     from worker.app import app
 
     app.start(["beat", *celery_args])
@@ -132,6 +134,13 @@ def simulator(
 
     _settings_or_exit()
     serve(get_settings(), host, port, receipt_delay, undelivered, pushes)
+
+
+def _announce() -> None:
+    """Print what the process starts with: config file, templates, each vendor (``worker.preflight``)."""
+    from worker.preflight import announce
+
+    announce(get_settings())
 
 
 def _register_commands() -> None:
