@@ -99,11 +99,11 @@ def worker(queues: str, concurrency: int | None, celery_args: tuple[str, ...]) -
     """Run a Celery worker on the given queues (all by default). Extra arguments go to Celery."""
     _settings_or_exit()
     _redis_or_exit()
+    _announce()
     from worker.app import app
 
     argv = ["worker", "-Q", queues, *(["-c", str(concurrency)] if concurrency else []), *celery_args]
     app.worker_main(argv)
-    _announce()
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
