@@ -54,10 +54,11 @@ def api(host: str, port: int, public_url: str) -> None:
 
     from worker.http import build_app
     from worker.http.auth import describe_keys
-    from worker.preflight import check_redis
+    from worker.preflight import announce, check_redis
 
     settings = _settings()
     check_redis(settings)
+    announce(settings)
     base = (public_url or f"http://{host}:{port}").rstrip("/")
     click.echo("push receivers (configure these URLs at each vendor):")
     for line in push_url_lines(settings, base):
