@@ -43,6 +43,7 @@ from providers.errors import (
     TransientError,
 )
 from tasks.plan import ChunkSpec
+from worker.metrics import record_run
 from worker.registry import offers
 from worker.store import Claim, Keys, Outcome, Recording, State, Store
 from worker.store.limits import take_budget
@@ -155,6 +156,7 @@ def run_chunk(job: ChunkJob, settings: Settings, store: Store, provider: Provide
         retries.append(retry)
     out.chunk_done = not retries
     store.record(job.message_id, name, out, chunk=job.chunk.number)
+    record_run(name, job.kind, claim, out, retries)
     return ChunkRun(tuple(retries), _single(job, claim, out))
 
 

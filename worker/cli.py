@@ -94,11 +94,21 @@ def demo(recipients: int, timeout: float) -> None:
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("-Q", "--queues", default=ALL_QUEUES, show_default=True)
 @click.option("-c", "--concurrency", type=int, default=None, help="worker processes (default: CPU count)")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              help="serve the metrics of all this worker's processes on this port (README \"Metrics\")")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
-def worker(queues: str, concurrency: int | None, celery_args: tuple[str, ...]) -> None:
+def worker(
+    queues: str, concurrency: int | None, metrics_port: int | None, celery_args: tuple[str, ...]
+) -> None:
     """Run a Celery worker on the given queues (all by default). Extra arguments go to Celery."""
     _settings_or_exit()
     _redis_or_exit()
+    from worker.metrics import MetricsSetupError, prepare_worker
+
+    try:
+        prepare_worker(metrics_port)  # before Celery forks: its processes' metrics share one directory
+    except MetricsSetupError as exc:
+        raise click.ClickException(str(exc)) from None
     _announce()
     from worker.app import app
 

@@ -1,5 +1,6 @@
 """The vendor adapters by name (from the registered descriptors, ``providers/vendors.py``), and one
-pooled HTTP client per worker process (made after fork)."""
+pooled HTTP client per worker process (made after fork). Every adapter made here has its ``send`` timed
+and its outcome counted (``worker.metrics.metered``), so no adapter knows about metrics."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import httpx
 from config.settings import Settings, get_settings
 from providers.base import Capabilities, Provider
 from providers.vendors import VENDORS, descriptor
+from worker.metrics import metered
 
 PROVIDER_CLASSES: Mapping[str, type[Provider]] = MappingProxyType(
     {name: vendor.provider for name, vendor in VENDORS.items()}
@@ -48,12 +50,14 @@ def make_client(settings: Settings, name: str) -> httpx.Client:
 
 
 def get_provider(name: str, settings: Settings | None = None) -> Provider:
-    """The adapter for ``name`` in this process; a forked child builds its own (pools do not survive fork).
-    It is rebuilt when the settings object changes (the process-wide one is loaded once)."""
+    """The adapter for ``name`` in this process, its ``send`` metered; a forked child builds its own (pools
+    do not survive fork). It is rebuilt when the settings object changes (the process-wide one is loaded
+    once)."""
     settings = settings or get_settings()
     key = (os.getpid(), name)
     cached = _instances.get(key)
     if cached is None or cached[0] is not settings:
         provider = descriptor(name).build(settings.vendor(name), make_client(settings, name))
+        provider.send = metered(name, provider.send)  # type: ignore[method-assign, assignment]
         cached = _instances[key] = (settings, provider)
     return cached[1]

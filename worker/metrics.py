@@ -1,0 +1,337 @@
+"""Prometheus metrics (prometheus-client). See README "Metrics" for the families and how to scrape them.
+
+Two kinds of family:
+
+- **Counted where it happens** (:func:`families`): recipients by vendor, kind and state and the retries
+  a chunk run asks for (:func:`record_run`, at the end of ``tasks.dispatch.run_chunk``); each vendor
+  call's latency and outcome class (:func:`metered`, around every adapter's ``send``: ``worker.registry``).
+  Celery runs them in prefork children, so they use prometheus-client's multiprocess mode: each process
+  writes its own file in ``PROMETHEUS_MULTIPROC_DIR`` and a scrape adds the files up.
+  ``smsdispatch worker`` sets that directory up before Celery forks (:func:`prepare_worker`).
+- **Read at scrape time** (:class:`RedisCollector`): breakers, benches, balances, queue depths and campaign
+  progress, global state kept in Redis. Only the API's ``GET /metrics`` serves them, so a scrape sees each
+  once however many workers run.
+
+Metrics never get in a send's way: a failure to record one is logged and forgotten.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import redis
+import structlog
+from celery import signals
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    multiprocess,
+    start_http_server,
+    values,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from providers.base import SendRequest, SendResult
+from providers.errors import AmbiguousError, PermanentError, RateLimitedError, TransientError
+from worker.store import Claim, Recording, State, Store, now_ms
+
+if TYPE_CHECKING:
+    from tasks.dispatch import Retry
+
+log = structlog.get_logger(__name__)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# A vendor call takes tens of ms to a few s; its read time-out is 10 s by default.
+CALL_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+OUTCOMES = ("accepted", "refused", "transient", "rate_limited", "ambiguous", "error")
+MAX_REASON = 48  # retry reasons are codes and a few words; a longer one is cut (bounded label values)
+MAX_CAMPAIGNS = 100  # active campaigns a scrape reports (newest ids last: sorted)
+MAX_NAME = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Families:
+    recipients: Counter
+    retries: Counter
+    calls: Counter
+    call_seconds: Histogram
+
+
+@functools.cache
+def families() -> Families:
+    """The families counted where it happens, made on first use: prometheus-client fixes a metric's storage
+    (in memory, or a file per process) when it is made, so after :func:`prepare_worker` chose it."""
+    return Families(
+        recipients=Counter(
+            "smsd_recipients",
+            "Recipients' new states recorded by chunk runs, by vendor, kind and state",
+            ["vendor", "kind", "state"],
+        ),
+        retries=Counter(
+            "smsd_retries", "Recipients a chunk run queued again, by vendor and reason", ["vendor", "reason"]
+        ),
+        calls=Counter("smsd_vendor_calls", "Vendor send calls, by outcome class", ["vendor", "outcome"]),
+        call_seconds=Histogram(
+            "smsd_vendor_call_seconds", "Vendor send call latency (s)", ["vendor"], buckets=CALL_BUCKETS_S
+        ),
+    )
+
+
+def _never_raises(record: Callable[..., None]) -> Callable[..., None]:
+    """A recording function whose failure (a full disk under the metrics directory) is only logged."""
+
+    @functools.wraps(record)
+    def safe(*args: Any) -> None:
+        try:
+            record(*args)
+        except Exception as exc:  # noqa: BLE001 - a metric must never fail a send
+            log.warning("metric not recorded", metric=record.__name__, error=f"{type(exc).__name__}: {exc}")
+
+    return safe
+
+
+@_never_raises
+def record_run(vendor: str, kind: str, claim: Claim, out: Recording, retries: Sequence[Retry]) -> None:
+    """Count what one chunk run recorded: each recipient's new state (those its claim found opted out or
+    over a limit included) and the recipients it queues again, by reason. Waits for the breaker or the
+    vendor's budget, which end a run before its claim, are not retries (not attempts): see the breaker
+    gauges and the queue depths."""
+    f = families()
+    states = Tally(outcome.state.value for outcome in out.outcomes)
+    states[State.OPTED_OUT.value] += len(claim.opted_out)
+    states[State.RATE_LIMITED.value] += len(claim.limited)
+    for state, n in states.items():
+        if n:
+            f.recipients.labels(vendor, kind, state).inc(n)
+    for retry in retries:
+        f.retries.labels(vendor, retry.reason[:MAX_REASON] or "unknown").inc(len(retry.phones))
+
+
+@_never_raises
+def record_call(vendor: str, outcome: str, seconds: float) -> None:
+    f = families()
+    f.calls.labels(vendor, outcome).inc()
+    f.call_seconds.labels(vendor).observe(seconds)
+
+
+def outcome_class(exc: BaseException) -> str:
+    """A failed call's class, as the dispatcher treats it (``tasks/dispatch.py``)."""
+    if isinstance(exc, RateLimitedError):
+        return "rate_limited"
+    if isinstance(exc, TransientError):
+        return "transient"
+    if isinstance(exc, AmbiguousError):
+        return "ambiguous"
+    if isinstance(exc, PermanentError):
+        return "refused"
+    return "error"
+
+
+def metered(vendor: str, send: Callable[[SendRequest], SendResult]) -> Callable[[SendRequest], SendResult]:
+    """``send`` timed and its outcome counted: ``accepted`` when the vendor took at least one phone,
+    ``refused`` when it took none or refused the call, else the class of the error (:func:`outcome_class`)."""
+
+    @functools.wraps(send)
+    def call(request: SendRequest) -> SendResult:
+        start = time.perf_counter()
+        outcome = "error"
+        try:
+            result = send(request)
+            outcome = "accepted" if any(o.accepted for o in result.outcomes) else "refused"
+            return result
+        except BaseException as exc:
+            outcome = outcome_class(exc)
+            raise
+        finally:
+            record_call(vendor, outcome, time.perf_counter() - start)
+
+    return call
+
+
+# -- multiprocess mode (Celery prefork) ---------------------------------------------------------------
+
+
+class MetricsSetupError(Exception):
+    """The worker's metrics directory or port cannot be used (the message names which, and why)."""
+
+
+def prepare_worker(port: int | None) -> Path:
+    """Before Celery forks: the worker's metrics directory, and with ``port`` an HTTP server on it that
+    adds up the files of every process of this worker (``GET /metrics`` on that port).
+
+    ``PROMETHEUS_MULTIPROC_DIR`` set: that directory, made if missing and emptied of a previous run's
+    files (prometheus-client's rule; so one directory per worker command). Unset: a private temporary
+    one, removed when the worker exits. Returns the directory."""
+    if families.cache_info().currsize:
+        raise RuntimeError("metrics were made before the multiprocess directory was set")
+    configured = os.environ.get(MULTIPROC_ENV)
+    try:
+        if configured:
+            path = Path(configured)
+            path.mkdir(parents=True, exist_ok=True)
+            for stale in path.glob("*.db"):
+                stale.unlink(missing_ok=True)
+        else:
+            path = Path(tempfile.mkdtemp(prefix="smsd-metrics-"))
+            os.environ[MULTIPROC_ENV] = str(path)
+            atexit.register(_remove_dir, path, os.getpid())
+    except OSError as exc:
+        raise MetricsSetupError(f"{MULTIPROC_ENV}={configured or ''}: {exc.strerror or exc}") from None
+    # prometheus-client reads the variable when imported, which may have been before this: read it again
+    # (it must be, before any metric is made: see families()).
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    if port is not None:
+        try:
+            start_http_server(port, registry=multiprocess_registry(path))
+        except OSError as exc:
+            raise MetricsSetupError(f"--metrics-port {port}: {exc.strerror or exc}") from None
+    return path
+
+
+def multiprocess_registry(path: Path | str | None = None) -> CollectorRegistry:
+    """A registry adding up the files of every process writing to ``path`` (default: the variable's)."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=None if path is None else str(path))  # type: ignore[no-untyped-call]
+    return registry
+
+
+def local_registry() -> CollectorRegistry:
+    """What ``/metrics`` serves of the families counted where it happens: every process's files in
+    multiprocess mode (a host whose API shares the directory with its worker), else this process's."""
+    if os.environ.get(MULTIPROC_ENV):
+        return multiprocess_registry()
+    registry = CollectorRegistry()
+    registry.register(REGISTRY)
+    return registry
+
+
+def _remove_dir(path: Path, owner: int) -> None:
+    """atexit: the worker's private directory goes with the main process (not with a forked child)."""
+    if os.getpid() == owner:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _child_exit(pid: int | None = None, **_: Any) -> None:
+    """A prefork child is ending: prometheus-client's bookkeeping of a dead process (its live gauges go;
+    its counters stay in the sum, as a counter must not go down)."""
+    if pid is not None and os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+signals.worker_process_shutdown.connect(_child_exit)
+
+
+# -- read from Redis at scrape time -------------------------------------------------------------------
+
+
+class RedisCollector:
+    """The families read from Redis when scraped: vendors (breaker, bench, balances, last success),
+    queue depths and active campaigns' progress. Never raises: what could not be read is left out,
+    ``smsd_redis_up`` says 0 and ``smsd_scrape_errors_total`` counts it by section. The store's client
+    should have short time-outs and no retries (a scrape is retried by Prometheus)."""
+
+    def __init__(self, store: Store, vendors: Sequence[str], queues: Sequence[str]) -> None:
+        self.store = store
+        self.vendors = tuple(vendors)
+        self.queues = tuple(queues)
+        self._errors: Tally[str] = Tally()
+        self._lock = threading.Lock()
+
+    def collect(self) -> Iterator[Metric]:
+        sections: dict[str, Callable[[], Iterable[Metric]]] = {
+            "vendors": self._vendors,
+            "queues": self._queues,
+            "campaigns": self._campaigns,
+        }
+        up = 1
+        for name, read in sections.items():
+            try:
+                yield from list(read())
+            except Exception as exc:  # noqa: BLE001 - a scrape answers with what it could read
+                up = 0
+                with self._lock:
+                    self._errors[name] += 1
+                log.warning("metrics section not read", section=name, error=f"{type(exc).__name__}: {exc}")
+                if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+                    break  # Redis is out of reach: the other sections would only wait for it too
+        yield GaugeMetricFamily("smsd_redis_up", "1 when this scrape read everything from Redis", value=up)
+        errors = CounterMetricFamily(
+            "smsd_scrape_errors", "Scrape sections Redis could not answer", labels=["section"]
+        )
+        with self._lock:
+            for name in sections:
+                errors.add_metric([name], self._errors[name])
+        yield errors
+
+    def _vendors(self) -> Iterator[Metric]:
+        names = ["vendor"]
+        is_open = GaugeMetricFamily("smsd_breaker_open", "1 while the vendor's circuit is open", labels=names)
+        failures = GaugeMetricFamily(
+            "smsd_breaker_failures", "Certain failures in a row counted by the breaker", labels=names
+        )
+        benched = GaugeMetricFamily(
+            "smsd_vendor_benched", "1 while the vendor is benched (auth, config or balance)", labels=names
+        )
+        last_ok = GaugeMetricFamily(
+            "smsd_vendor_last_success_timestamp_seconds", "The vendor's last answer (0: none)", labels=names
+        )
+        items = ["vendor", "item"]
+        balance = GaugeMetricFamily("smsd_vendor_balance", "The vendor's last polled balance", labels=items)
+        age = GaugeMetricFamily(
+            "smsd_vendor_balance_age_seconds", "Seconds since the balance was polled", labels=items
+        )
+        now = now_ms()
+        for health in self.store.vendor_health(self.vendors):
+            is_open.add_metric([health.name], 1 if health.breaker_open else 0)
+            failures.add_metric([health.name], _int(health.breaker.get("failures")))
+            benched.add_metric([health.name], 1 if health.bench else 0)
+            last_ok.add_metric([health.name], health.last_ok_ms / 1000)
+            for reading in health.balances:
+                balance.add_metric([health.name, reading.item], reading.value)
+                age.add_metric([health.name, reading.item], max(0, now - reading.at_ms) / 1000)
+        yield from (is_open, failures, benched, last_ok, balance, age)
+
+    def _queues(self) -> Iterator[Metric]:
+        depth = GaugeMetricFamily("smsd_queue_depth", "Tasks waiting in a Celery queue", labels=["queue"])
+        for queue in self.queues:
+            depth.add_metric([queue], self.store.queue_length(queue))
+        yield depth
+
+    def _campaigns(self) -> Iterator[Metric]:
+        names = ["campaign", "name"]
+        total = GaugeMetricFamily("smsd_campaign_total", "Recipients accepted at intake", labels=names)
+        by_state = GaugeMetricFamily(
+            "smsd_campaign_recipients", "Recipients in each state now", labels=[*names, "state"]
+        )
+        parts = GaugeMetricFamily("smsd_campaign_parts", "Billed parts of recipients sent", labels=names)
+        status = GaugeMetricFamily(
+            "smsd_campaign_status", "1 for the campaign's status", labels=[*names, "status"]
+        )
+        ids = self.store.active_campaigns()[-MAX_CAMPAIGNS:]
+        for campaign_id, meta in zip(ids, self.store.campaign_metas(ids), strict=True):
+            if not meta:
+                continue  # ended and expired between the two reads
+            labels = [campaign_id, meta.get("name", "")[:MAX_NAME]]
+            progress = self.store.progress(campaign_id)
+            total.add_metric(labels, _int(meta.get("accepted")))
+            parts.add_metric(labels, progress.get("parts", 0))
+            status.add_metric([*labels, meta.get("status", "")], 1)
+            for state in State:
+                by_state.add_metric([*labels, state.value], progress.get(state.value, 0))
+        yield from (total, by_state, parts, status)
+
+
+def _int(value: str | None) -> int:
+    return int(value) if value and value.lstrip("-").isdigit() else 0
