@@ -67,13 +67,13 @@ def stream_text(write: Callable[[TextIO], None], what: str) -> Iterator[bytes]:
     def run() -> None:
         try:
             write(text)
-            text.flush()
         except Gone:
             pipe.dropping = True
         except (redis.RedisError, LookupError, ValueError, OSError) as exc:
             log.error("stream cut short", what=what, error=f"{type(exc).__name__}: {exc}")
         finally:
             with contextlib.suppress(Gone):
+                text.flush()  # what was written, also when cut short
                 pipe.put(None)  # whatever happened, a reader still there gets its end
 
     threading.Thread(target=run, name=f"stream {what}", daemon=True).start()
