@@ -39,8 +39,8 @@ def api_store(settings: Settings) -> Store:
 def router(settings: Settings) -> APIRouter:
     keyring = Keyring(settings.api.keys)
     store = api_store(settings)
-    route = guarded_route(keyring)  # each router's own: include_router keeps the included routes' class
+    # Each router gets its route class (include_router keeps the included routes' own).
     api = APIRouter(prefix="/v1")
-    api.include_router(messages_v1.router(settings, store, route))
-    api.include_router(campaigns_v1.router(store, route))
+    api.include_router(messages_v1.router(settings, store, guarded_route(keyring)))
+    api.include_router(campaigns_v1.router(store, guarded_route(keyring, full_only="campaigns")))
     return api

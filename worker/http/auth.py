@@ -93,16 +93,20 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "replace")).digest()
 
 
-def guarded_route(keyring: Keyring) -> type[APIRoute]:
-    """The route class of ``/v1``: the key is checked before the body is read, and validation errors
-    name their field (``worker/http/problems.py``) without echoing what was sent."""
+def guarded_route(keyring: Keyring, full_only: str = "") -> type[APIRoute]:
+    """The route class of ``/v1``: the key is checked before the body is read (with ``full_only``, the
+    routes' subject, an OTP-only key is refused then too), and validation errors name their field
+    (``worker/http/problems.py``) without echoing what was sent."""
 
     class GuardedRoute(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             handler = super().get_route_handler()
 
             async def guarded(request: Request) -> Response:
-                request.scope[CALLER] = keyring.caller(request.headers.get("authorization"))
+                caller = keyring.caller(request.headers.get("authorization"))
+                if full_only:
+                    caller.require_full(full_only)
+                request.scope[CALLER] = caller
                 try:
                     return await handler(request)
                 except RequestValidationError as exc:
@@ -119,10 +123,4 @@ def _caller(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, 
     return caller
 
 
-def _full_caller(caller: Annotated[Caller, Depends(_caller)]) -> Caller:
-    caller.require_full("campaigns")
-    return caller
-
-
 AnyCaller = Annotated[Caller, Depends(_caller)]
-FullCaller = Annotated[Caller, Depends(_full_caller)]

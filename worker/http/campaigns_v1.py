@@ -1,5 +1,6 @@
 """``/v1/campaigns``: list, view, pause, resume, cancel and the report, over ``worker.campaign.control``
-(what ``smsdispatch campaign ...`` calls too). OTP-only keys may not touch campaigns (403).
+(what ``smsdispatch campaign ...`` calls too). OTP-only keys may not touch campaigns (403, before an
+upload is read: ``api_v1.py`` gives these routes their own route class).
 
 Unknown campaign: 404; an action its status does not allow (resuming a cancelled one): 409 with the
 reason in one line. The report is CSV, streamed while Redis is scanned (``streams.py``).
@@ -19,7 +20,7 @@ from starlette.responses import StreamingResponse
 from worker.app import INFRA_ERRORS
 from worker.campaign import control
 from worker.campaign.control import CampaignStateError, CampaignView, UnknownCampaign
-from worker.http.auth import FullCaller
+from worker.http.auth import AnyCaller
 from worker.http.messages_v1 import ERRORS, UNREACHABLE
 from worker.http.problems import Message
 from worker.http.streams import stream_text
@@ -68,13 +69,13 @@ def router(store: Store, route_class: type[APIRoute]) -> APIRouter:
     api = APIRouter(tags=["campaigns"], responses=ERRORS, route_class=route_class)
 
     @api.get("/campaigns", response_model=CampaignList)
-    def list_campaigns(_: FullCaller, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict[str, Any]:
+    def list_campaigns(_: AnyCaller, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict[str, Any]:
         """The newest campaigns."""
         views = _call(lambda: control.list_campaigns(store, limit))
         return {"campaigns": [view.to_json() for view in views]}
 
     @api.get("/campaigns/{campaign_id}", response_model=CampaignDetail, responses=NOT_FOUND)
-    def get_campaign(campaign_id: CampaignId, _: FullCaller) -> dict[str, Any]:
+    def get_campaign(campaign_id: CampaignId, _: AnyCaller) -> dict[str, Any]:
         """One campaign, with its live counts and summary."""
         view = _call(lambda: control.get_campaign(store, campaign_id))
         return {**view.to_json(), "summary": control.summary(view)}
@@ -96,7 +97,7 @@ def router(store: Store, route_class: type[APIRoute]) -> APIRouter:
         response_class=StreamingResponse,
         responses={200: {"content": {"text/csv": {}}, "description": "one line per recipient"}, **NOT_FOUND},
     )
-    def report(campaign_id: CampaignId, _: FullCaller) -> StreamingResponse:
+    def report(campaign_id: CampaignId, _: AnyCaller) -> StreamingResponse:
         """Every recipient as CSV: phone, state, vendor, code, text, updated, parts (whole phone numbers:
         the report is what the campaign's owner reconciles with)."""
         _call(lambda: control.get_campaign(store, campaign_id))  # a 404 before the body starts
@@ -108,7 +109,7 @@ def router(store: Store, route_class: type[APIRoute]) -> APIRouter:
 
 
 def _action(store: Store, action: Callable[[Store, str], CampaignView]) -> Callable[..., dict[str, Any]]:
-    def act(campaign_id: CampaignId, _: FullCaller) -> dict[str, Any]:
+    def act(campaign_id: CampaignId, _: AnyCaller) -> dict[str, Any]:
         return _call(lambda: action(store, campaign_id)).to_json()
 
     return act
