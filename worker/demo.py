@@ -1,10 +1,14 @@
 """``smsdispatch demo``: the whole system on one machine with no credentials and no services.
 
-It starts an embedded Redis (unless ``SMSD_REDIS_URL`` is set), the vendor simulator, the HTTP app (push
+It starts an embedded Redis (another only with ``--redis-url``), the vendor simulator, the HTTP app (push
 receivers, in a thread), a Celery worker and beat as subprocesses, sends an OTP and a 5,000-recipient
 notification (plus a few sends through each other vendor) through the real pipeline, waits for the
 receipts (pulled from Infocloud, Xiaorui and Tencent; pushed by Ihuyi to the HTTP app), prints a summary
-and shuts down.
+and shuts down, saying what it stops.
+
+Everything it starts runs with the demo's settings (:func:`demo_environment`), whatever the environment
+holds: with an operator's ``SMSD_REDIS_URL`` exported, the demo's test traffic used to land on the real
+Redis, where a real worker with real vendor URLs picked it up.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +28,7 @@ import click
 
 from providers.simulator import DEMO_ENV
 from providers.simulator.core import SimConfig
+from worker.preflight import masked_url, ping_redis
 from worker.store import FINAL
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
@@ -110,22 +115,86 @@ def demo_sends(recipients: int) -> list[Send]:
     ]
 
 
+KEEP_ENV = ("SMSD_VENDOR_MODULES",)
+"""``SMSD_*`` variables the demo passes on: code to load (plug-in vendors, which bring demo credentials of
+their own), not settings that point anywhere."""
+
+
+def demo_environment(base: Mapping[str, str]) -> dict[str, str]:
+    """``base`` with every ``SMSD_*`` setting replaced by the demo's: its credentials, pace, push tokens and
+    config file. An operator's exported Redis, vendor URLs, credentials or config never reach the demo or
+    the worker and beat it starts; the caller adds the Redis URL and the simulator's URLs."""
+    env = {key: value for key, value in base.items() if not key.startswith("SMSD_") or key in KEEP_ENV}
+    tokens = {f"SMSD_{name.upper()}__PUSH_TOKEN": token for name, token in DEMO_PUSH_TOKENS.items()}
+    return {**env, **DEMO_ENV, **DEMO_SPEED, **tokens, "SMSD_CONFIG": str(DEMO_CONFIG)}
+
+
 @contextmanager
-def _redis(stack: ExitStack) -> Iterator[str]:
-    url = os.environ.get("SMSD_REDIS_URL")
+def _environ(env: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` is ``env`` inside (settings reloaded), and what it was after."""
+    from config.settings import get_settings
+
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        get_settings.cache_clear()
+
+
+class _Shutdown:
+    """Stops what the demo started, in the reverse order, saying what it stops and how long that took: a
+    shutdown that hangs shows where, and Ctrl-C shows the same steps."""
+
+    def __init__(self, stack: ExitStack) -> None:
+        self._stack = stack
+        self._begun = False
+
+    def add(self, what: str, stop: Callable[[], object]) -> None:
+        self._stack.callback(self._step, what, stop)
+
+    def _step(self, what: str, stop: Callable[[], object]) -> None:
+        if not self._begun:
+            self._begun = True
+            click.echo("\nshutting down")
+        click.echo(f"  stopping {what} ...", nl=False)
+        started = time.monotonic()
+        try:
+            stop()
+        finally:
+            click.echo(f" done ({time.monotonic() - started:.1f} s)")
+
+
+def _start_redis(shutdown: _Shutdown, url: str | None, folder: Path) -> str:
+    """The demo's own embedded Redis, or ``url`` when one was given with ``--redis-url`` (pinged first)."""
     if url:
-        yield url
-        return
+        ping_redis(url, setting="--redis-url")
+        click.echo(
+            f"WARNING: the demo writes to your Redis at {masked_url(url)}: a worker of yours attached to it"
+            " may take the demo's tasks and send them with its own vendor settings",
+            err=True,
+        )
+        return url
     from worker.embedded import EmbeddedRedis
 
-    server = stack.enter_context(EmbeddedRedis())
-    yield server.url
+    server = EmbeddedRedis(str(folder / "redis"), durable=False)
+
+    def discard() -> None:
+        server.kill()  # nothing in it is kept, so no clean SHUTDOWN (redis-py retries it for seconds)
+        server.close()
+
+    shutdown.add("Redis (embedded; its data is deleted)", discard)
+    return server.url
 
 
-def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "worker.app", *args],
-        env=os.environ.copy(),
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=log.open("w"),
         start_new_session=True,
@@ -142,47 +211,43 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+def _wait(predicate: Callable[[], bool], timeout: float, what: str, log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise click.ClickException(f"timed out waiting for {what}")
+            tail = log.read_text(errors="replace").strip().splitlines()[-5:] if log and log.exists() else []
+            detail = ("; its log ends: " + " | ".join(tail)) if tail else ""
+            raise click.ClickException(f"timed out waiting for {what}{detail}")
         time.sleep(0.1)
 
 
-def run(recipients: int = 5000, timeout: float = 50.0) -> None:
-    """Run the demo; raise ClickException on failure."""
-    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="smsd-demo-") as tmp:
-        tokens = {f"SMSD_{name.upper()}__PUSH_TOKEN": token for name, token in DEMO_PUSH_TOKENS.items()}
-        for key, value in {**DEMO_ENV, **DEMO_SPEED, **tokens}.items():
-            os.environ.setdefault(key, value)
-        os.environ.setdefault("SMSD_CONFIG", str(DEMO_CONFIG))
-        redis_url = stack.enter_context(_redis(stack))
-        os.environ["SMSD_REDIS_URL"] = redis_url
-        sim = _start_simulator(stack)
-        api = _start_api(stack, sim)
-        click.echo(f"redis     {redis_url}\nsimulator {sim.url} (all five vendors)")
+def run(recipients: int = 5000, timeout: float = 50.0, redis_url: str | None = None) -> None:
+    """Run the demo; raise ClickException on failure. It runs on its own embedded Redis, simulator and
+    settings whatever the environment holds; ``redis_url`` (``--redis-url``) is the one way to point it
+    elsewhere."""
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="smsd-demo-")))
+        env = demo_environment(os.environ)
+        stack.enter_context(_environ(env))
+        shutdown = _Shutdown(stack)
+        env["SMSD_REDIS_URL"] = os.environ["SMSD_REDIS_URL"] = _start_redis(shutdown, redis_url, tmp)
+        sim = _start_simulator(shutdown, env)
+        api = _start_api(shutdown, sim)
+        click.echo(f"redis     {masked_url(env['SMSD_REDIS_URL'])}\nsimulator {sim.url} (all five vendors)")
         click.echo(f"api       {api.url} (Ihuyi pushes its receipts to {api.url}/push/ihuyi/receipts)")
+        queues = "sms.otp,sms.notify,sms.bulk,sms.poll"
+        worker_log = tmp / "worker.log"
         worker = _spawn(
-            [
-                "worker",
-                "-n",
-                "demo@%h",
-                "-c",
-                "2",
-                "-Q",
-                "sms.otp,sms.notify,sms.bulk,sms.poll",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            Path(tmp) / "worker.log",
+            ["worker", "-n", "demo@%h", "-c", "2", "-Q", queues, "--without-gossip", "--without-mingle"],
+            env,
+            worker_log,
         )
-        stack.callback(_stop, worker)
-        beat = _spawn(["beat", "-s", str(Path(tmp) / "beat-schedule")], Path(tmp) / "beat.log")
-        stack.callback(_stop, beat)
+        shutdown.add("the worker (it finishes the tasks in hand)", lambda: _stop(worker))
+        beat = _spawn(["beat", "-s", str(tmp / "beat-schedule")], env, tmp / "beat.log")
+        shutdown.add("beat", lambda: _stop(beat))
         from worker.app import app
 
-        _wait(lambda: bool(app.control.ping(timeout=0.5)), 30, "the worker to start")
+        _wait(lambda: bool(app.control.ping(timeout=0.5)), 30, "the worker to start", worker_log)
         sends = demo_sends(recipients)
         _send_all(sends, timeout)
         _report(sends, sim)
@@ -196,15 +261,16 @@ def run(recipients: int = 5000, timeout: float = 50.0) -> None:
         )
 
 
-def _start_simulator(stack: ExitStack) -> Any:
+def _start_simulator(shutdown: _Shutdown, env: dict[str, str]) -> Any:
+    """The simulator in a thread, every vendor's URL pointed at it (in ``env`` and this process)."""
     from config.settings import PROVIDERS, get_settings
     from providers.simulator.server import SimulatorServer
 
-    get_settings.cache_clear()
     config = SimConfig(receipt_delay_s=0.5, undelivered_share=0.02, query_per_minute=600)
-    sim = stack.enter_context(SimulatorServer(get_settings(), config))
+    sim = SimulatorServer(get_settings(), config).start()
+    shutdown.add("the simulator", sim.stop)
     for name in PROVIDERS:
-        os.environ[f"SMSD_{name.upper()}__BASE_URL"] = sim.url
+        env[f"SMSD_{name.upper()}__BASE_URL"] = os.environ[f"SMSD_{name.upper()}__BASE_URL"] = sim.url
     get_settings.cache_clear()
     from worker.app import app, configure
 
@@ -212,14 +278,15 @@ def _start_simulator(stack: ExitStack) -> Any:
     return sim
 
 
-def _start_api(stack: ExitStack, sim: Any) -> Any:
+def _start_api(shutdown: _Shutdown, sim: Any) -> Any:
     """The HTTP app in a thread, and the simulator told to push Ihuyi's receipts to it."""
     from dataclasses import replace
 
     from config.settings import get_settings
     from worker.http.server import ApiServer
 
-    api = stack.enter_context(ApiServer(get_settings()))
+    api = ApiServer(get_settings()).start()
+    shutdown.add("the HTTP app", api.stop)
     urls = dict.fromkeys(PUSHED, api.url)
     sim.state.config = replace(sim.state.config, push_urls=urls, push_tokens=dict(DEMO_PUSH_TOKENS))
     return api

@@ -38,20 +38,22 @@ def masked_url(url: str) -> str:
     return _SECRET_QUERY.sub(r"\1***", url)
 
 
-def ping_redis(url: str, timeout_s: float = PING_TIMEOUT_S, *, default: bool = False) -> None:
+def ping_redis(
+    url: str, timeout_s: float = PING_TIMEOUT_S, *, default: bool = False, setting: str = "SMSD_REDIS_URL"
+) -> None:
     """Connect to ``url`` and PING once within ``timeout_s`` seconds (connect and answer each), or raise
     ``click.ClickException("SMSD_REDIS_URL=<masked>: cannot reach Redis: <reason>")``. ``default`` says
-    the URL is the built-in one (the setting is unset)."""
+    the URL is the built-in one (the setting is unset); ``setting`` is how the user gave it."""
     try:
         client = redis.Redis.from_url(
             url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s, retry=Retry(NoBackoff(), 0)
         )
     except ValueError as exc:  # redis-py cannot read the URL (no scheme, a bad port, ...)
-        raise _unreachable(url, exc, default) from None
+        raise _unreachable(url, exc, default, setting) from None
     try:
         client.ping()
     except (redis.RedisError, OSError) as exc:  # refused, timed out, TLS, auth, not Redis at all
-        raise _unreachable(url, exc, default) from None
+        raise _unreachable(url, exc, default, setting) from None
     finally:
         client.close()
 
@@ -61,12 +63,12 @@ def check_redis(settings: Settings) -> None:
     ping_redis(settings.effective_redis_url, default=settings.redis_url is None)
 
 
-def _unreachable(url: str, exc: BaseException, default: bool) -> click.ClickException:
+def _unreachable(url: str, exc: BaseException, default: bool, setting: str) -> click.ClickException:
     reason = " ".join(str(exc).split()) or type(exc).__name__
     for secret in sorted(_secrets(url), key=len, reverse=True):
         reason = reason.replace(secret, "***")
-    setting = f"SMSD_REDIS_URL={masked_url(url)}" + (" (unset: the default)" if default else "")
-    return click.ClickException(f"{setting}: cannot reach Redis: {reason}")
+    given = f"{setting}={masked_url(url)}" + (" (unset: the default)" if default else "")
+    return click.ClickException(f"{given}: cannot reach Redis: {reason}")
 
 
 def _secrets(url: str) -> list[str]:
