@@ -81,14 +81,18 @@ def main(debug: bool) -> None:
 
 
 @main.command()
-@click.option("--recipients", default=5000, show_default=True, help="size of the bulk notification")
-@click.option("--timeout", default=50.0, show_default=True, help="seconds to wait for receipts")
-def demo(recipients: int, timeout: float) -> None:
-    """Run the whole system locally (embedded Redis, simulator, worker, beat) and print a summary."""
+@click.option("--recipients", default=5000, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="size of the bulk notification")
+@click.option("--timeout", default=50.0, show_default=True, type=click.FloatRange(1, 3600),
+              help="seconds to wait for receipts")
+@click.option("--redis-url", default=None, help="this Redis, not the demo's own (SMSD_REDIS_URL is ignored)")
+def demo(recipients: int, timeout: float, redis_url: str | None) -> None:
+    """Run the whole system locally (embedded Redis, simulator, worker, beat) and print a summary.
+
+    It runs with its own settings: SMSD_* variables and the config file of the environment are ignored."""
     from worker.demo import run
 
-    _settings_or_exit()
-    run(recipients, timeout)
+    run(recipients, timeout, redis_url)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
