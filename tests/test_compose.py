@@ -75,12 +75,15 @@ def stack_env(r: Any, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> I
     import uvicorn
 
     from config.settings import get_settings
+    from worker import metrics
     from worker.app import app
 
     started: dict[str, Any] = {}
     monkeypatch.setattr(app, "worker_main", lambda argv: started.update(celery=argv))
     monkeypatch.setattr(app, "start", lambda argv: started.update(celery=argv))
     monkeypatch.setattr(uvicorn, "run", lambda asgi, **kw: started.update(uvicorn=kw))
+    # The metrics set-up changes process-wide state (prometheus-client's mode, an HTTP server): recorded only.
+    monkeypatch.setattr(metrics, "prepare_worker", lambda port: started.update(metrics_port=port))
 
     def apply(name: str) -> dict[str, Any]:
         for key, value in _local(service_env(name)).items():
@@ -124,6 +127,8 @@ def test_each_smsdispatch_service_starts_through_the_cli_with_the_stacks_environ
     started = stack_env(name)
     out = CliRunner().invoke(main, command[1:])
     assert out.exit_code == 0, f"{name}: {out.output}"
+    if command[1] == "worker":
+        assert started["metrics_port"] == 9101, "each worker serves its processes' metrics (README Metrics)"
     if command[1] in ("worker", "beat"):  # what Celery itself is given must parse as well
         _celery_context(started["celery"])
     else:

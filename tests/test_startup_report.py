@@ -34,12 +34,15 @@ def served(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Celery and uvicorn record that they were started instead of serving."""
     import uvicorn
 
+    from worker import metrics
     from worker.app import app
 
     started: dict[str, Any] = {}
     monkeypatch.setattr(app, "worker_main", lambda argv: started.update(celery=argv))
     monkeypatch.setattr(app, "start", lambda argv: started.update(celery=argv))
     monkeypatch.setattr(uvicorn, "run", lambda asgi, **kw: started.update(uvicorn=kw))
+    # The metrics set-up changes process-wide state (prometheus-client's mode, an HTTP server): recorded only.
+    monkeypatch.setattr(metrics, "prepare_worker", lambda port: started.update(metrics_port=port))
     return started
 
 
