@@ -65,6 +65,9 @@ class VendorSettings(Section):
     push_allow_ips: tuple[str, ...] = Field(
         (), description="addresses or networks allowed to push (empty: any)"
     )
+    signature: str = Field(
+        "", max_length=20, description="the approved signature, counted in billed parts (Tencent: `sign`)"
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -94,6 +97,12 @@ class VendorSettings(Section):
 
     def credential_fields(self) -> tuple[str, ...]:
         return ()
+
+    def billed_signature(self) -> str:
+        """The signature the vendor puts on each message, which ``providers.text.sms_parts`` counts: a
+        vendor whose API takes it as a field of its own (Tencent's ``sign``) names it there."""
+        own = getattr(self, "sign", "")
+        return own if isinstance(own, str) and own else self.signature
 
 
 class RetrySettings(Section):

@@ -1,12 +1,16 @@
-"""Content rules some vendors impose, as plain checks the planner and the adapters share.
+"""Content rules some vendors impose, as plain checks the planner and the adapters share, and how many
+parts a message is billed as.
 
 Which vendor applies which rule is a ``Capabilities`` field (``forbids_emoji``, ``param_forbidden_chars``,
-``max_content_chars``); this module only says what an emoji is.
+``max_content_chars``); this module only says what an emoji is and how long a message is.
 """
 
 from __future__ import annotations
 
 import re
+
+SINGLE_PART_CHARS = 70
+PART_CHARS = 67  # a long message's parts each carry a few characters of concatenation header
 
 # What we refuse as emoji (Ihuyi's code 4074). The vendor does not define its set, so we take Unicode's:
 # characters shown as emoji by default (Emoji_Presentation: the pictograph planes U+1F000-U+1FAFF and the
@@ -24,3 +28,19 @@ def find_emoji(text: str) -> str | None:
     """The first character of ``text`` shown as an emoji, or None."""
     match = EMOJI.search(text)
     return match.group() if match else None
+
+
+def sms_parts(text: str, signature: str = "") -> int:
+    """The parts ``text`` is billed as, with the vendor's signature counted as ``【signature】``: up to 70
+    characters is one part, a longer message is cut into parts of 67 (VENDORS.md "Rules that hold for
+    all of them"; Ihuyi: "长短信按多条计费"). Characters are code points, as the vendors count "字":
+    an emoji outside the BMP is one character here. A text that already carries ``【signature】`` at
+    either end is not charged it twice. An empty message (and no signature) is 0 parts."""
+    chars = len(text)
+    if signature:
+        mark = f"【{signature}】"
+        if not (text.startswith(mark) or text.endswith(mark)):
+            chars += len(mark)
+    if chars <= SINGLE_PART_CHARS:
+        return 1 if chars else 0
+    return -(-chars // PART_CHARS)
