@@ -3,7 +3,9 @@ HTTP), the scrape during a Redis outage, and a real prefork worker whose childre
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -26,7 +28,7 @@ from tasks.dispatch import ChunkJob, run_chunk
 from tasks.plan import ChunkSpec
 from tests.conftest import ROOT, WorkerProcess, wait_for
 from worker.http.app import build_app
-from worker.metrics import MULTIPROC_ENV
+from worker.metrics import MULTIPROC_ENV, families
 from worker.registry import get_provider
 from worker.store import Keys, Store
 
@@ -97,7 +99,7 @@ def test_a_send_shows_in_every_family_with_its_labels(
     for queue in ("sms.otp", "sms.notify", "sms.bulk", "sms.poll"):
         assert value(found, "smsd_queue_depth", queue=queue) == 0
     spring = {"campaign": "c1", "name": "spring"}
-    assert value(found, "smsd_campaign_total", **spring) == 10
+    assert value(found, "smsd_campaign_accepted", **spring) == 10
     assert value(found, "smsd_campaign_recipients", state="queued", **spring) == 7
     assert value(found, "smsd_campaign_recipients", state="delivered", **spring) == 0
     assert value(found, "smsd_campaign_parts", **spring) == 3
@@ -185,3 +187,20 @@ def test_a_prefork_workers_children_add_up_on_its_metrics_port(  # type: ignore[
         if sample.name == "smsd_recipients_total" and sample.labels == sent
     ]
     assert len(per_child) == 2 and all(per_child) and sum(per_child) == 6
+
+
+def test_the_readme_and_the_dashboard_name_the_families_served(settings: Settings) -> None:
+    families()  # made, so that the exposition names them before any send
+    with TestClient(build_app(settings)) as client:
+        text = client.get("/metrics").text
+    names = {family.name for family in text_string_to_metric_families(text)}
+    served = {name for name in names if name.startswith("smsd_")}
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
+    tables = "\n".join(line for line in section.splitlines() if line.startswith("| `smsd_"))
+    assert {name.removesuffix("_total") for name in re.findall(r"`(smsd_\w+)`", tables)} == served
+    dashboard = json.loads((ROOT / "config" / "grafana" / "smsdispatch.json").read_text(encoding="utf-8"))
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    named = {name for expr in exprs for name in re.findall(r"smsd_\w+", expr)}
+    used = {re.sub(r"_(total|bucket|count|sum)$", "", name) for name in named}
+    assert used <= served and len(used) >= 10

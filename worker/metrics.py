@@ -18,6 +18,7 @@ Metrics never get in a send's way: a failure to record one is logged and forgott
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import os
 import shutil
@@ -38,6 +39,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Histogram,
+    disable_created_metrics,
     multiprocess,
     start_http_server,
     values,
@@ -72,7 +74,9 @@ class Families:
 @functools.cache
 def families() -> Families:
     """The families counted where it happens, made on first use: prometheus-client fixes a metric's storage
-    (in memory, or a file per process) when it is made, so after :func:`prepare_worker` chose it."""
+    (in memory, or a file per process) when it is made, so after :func:`prepare_worker` chose it. No
+    ``_created`` series: multiprocess mode has none, so a process serves the same families either way."""
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     return Families(
         recipients=Counter(
             "smsd_recipients",
@@ -200,18 +204,36 @@ def prepare_worker(port: int | None) -> Path:
     return path
 
 
-def multiprocess_registry(path: Path | str | None = None) -> CollectorRegistry:
-    """A registry adding up the files of every process writing to ``path`` (default: the variable's)."""
+class ProcessFiles:
+    """The sum of every process's file in ``path`` (prometheus-client's ``MultiProcessCollector``), minus
+    the files a process is creating at this instant: such a file is empty for a moment, and reading it
+    would fail the whole scrape."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def collect(self) -> Iterable[Metric]:
+        files = []
+        for file in self.path.glob("*.db"):
+            with contextlib.suppress(OSError):  # gone since the listing: nothing to add
+                if file.stat().st_size:
+                    files.append(str(file))
+        merged: Iterable[Metric] = multiprocess.MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+        return merged
+
+
+def multiprocess_registry(path: Path) -> CollectorRegistry:
+    """A registry adding up the files of every process writing to ``path``."""
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=None if path is None else str(path))  # type: ignore[no-untyped-call]
+    registry.register(ProcessFiles(path))
     return registry
 
 
 def local_registry() -> CollectorRegistry:
     """What ``/metrics`` serves of the families counted where it happens: every process's files in
     multiprocess mode (a host whose API shares the directory with its worker), else this process's."""
-    if os.environ.get(MULTIPROC_ENV):
-        return multiprocess_registry()
+    if directory := os.environ.get(MULTIPROC_ENV):
+        return multiprocess_registry(Path(directory))
     registry = CollectorRegistry()
     registry.register(REGISTRY)
     return registry
@@ -311,7 +333,7 @@ class RedisCollector:
 
     def _campaigns(self) -> Iterator[Metric]:
         names = ["campaign", "name"]
-        total = GaugeMetricFamily("smsd_campaign_total", "Recipients accepted at intake", labels=names)
+        accepted = GaugeMetricFamily("smsd_campaign_accepted", "Recipients accepted at intake", labels=names)
         by_state = GaugeMetricFamily(
             "smsd_campaign_recipients", "Recipients in each state now", labels=[*names, "state"]
         )
@@ -325,12 +347,12 @@ class RedisCollector:
                 continue  # ended and expired between the two reads
             labels = [campaign_id, meta.get("name", "")[:MAX_NAME]]
             progress = self.store.progress(campaign_id)
-            total.add_metric(labels, _int(meta.get("accepted")))
+            accepted.add_metric(labels, _int(meta.get("accepted")))
             parts.add_metric(labels, progress.get("parts", 0))
             status.add_metric([*labels, meta.get("status", "")], 1)
             for state in State:
                 by_state.add_metric([*labels, state.value], progress.get(state.value, 0))
-        yield from (total, by_state, parts, status)
+        yield from (accepted, by_state, parts, status)
 
 
 def _int(value: str | None) -> int:
