@@ -177,6 +177,7 @@ def test_the_stacks_settings_load_with_every_vendor_configured_and_templates(
     settings = load_settings()
     assert all(settings.vendor(name).configured() for name in VENDORS)
     assert {"login_code", "order_shipped"} <= set(settings.templates)
+    assert [key.name for key in settings.api.keys] == ["demo"], "the /v1 API answers out of the box"
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))
