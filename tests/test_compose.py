@@ -264,3 +264,23 @@ def test_docker_compose_accepts_the_file() -> None:
         [*cli, "config", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+def _running_the_parts() -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("## Running the parts\n")
+    return readme[start : readme.index("\n## ", start)]
+
+
+def test_the_readmes_commands_use_the_uv_run_prefix_and_parse() -> None:
+    from worker.cli import main
+
+    block = _running_the_parts().split("```sh\n")[1].split("```")[0]
+    lines = [line for line in block.splitlines() if line and not line.startswith("export")]
+    commands = [line.split("  #")[0].split() for line in lines]
+    assert commands and all(argv[:2] == ["uv", "run"] for argv in commands)
+    for argv in commands:
+        if argv[2] == "smsdispatch":
+            command = main.get_command(click.Context(main), argv[3])
+            assert command is not None, argv
+            command.make_context(argv[3], argv[4:], parent=click.Context(main))
