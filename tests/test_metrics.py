@@ -204,3 +204,24 @@ def test_the_readme_and_the_dashboard_name_the_families_served(settings: Setting
     named = {name for expr in exprs for name in re.findall(r"smsd_\w+", expr)}
     used = {re.sub(r"_(total|bucket|count|sum)$", "", name) for name in named}
     assert used <= served and len(used) >= 10
+
+
+def test_a_worker_refuses_a_busy_port_or_a_file_as_its_directory_in_one_line(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    command = str(Path(sys.executable).with_name("smsdispatch"))
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cases = {
+            f"--metrics-port {port}: Address already in use": (["--metrics-port", str(port)], {}),
+            f"{MULTIPROC_ENV}={not_a_dir}: not a directory": ([], {MULTIPROC_ENV: str(not_a_dir)}),
+        }
+        for said, (args, extra) in cases.items():
+            done = subprocess.run([command, "worker", "-c", "1", *args], env={**os.environ, **env, **extra},
+                                  capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
+            assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == f"Error: {said}"
+            assert "Traceback" not in done.stderr

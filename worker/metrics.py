@@ -184,6 +184,8 @@ def prepare_worker(port: int | None) -> Path:
     try:
         if configured:
             path = Path(configured)
+            if path.exists() and not path.is_dir():
+                raise MetricsSetupError(f"{MULTIPROC_ENV}={configured}: not a directory")
             path.mkdir(parents=True, exist_ok=True)
             for stale in path.glob("*.db"):
                 stale.unlink(missing_ok=True)
