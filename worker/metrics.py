@@ -8,9 +8,9 @@ Two kinds of family:
   Celery runs them in prefork children, so they use prometheus-client's multiprocess mode: each process
   writes its own file in ``PROMETHEUS_MULTIPROC_DIR`` and a scrape adds the files up.
   ``smsdispatch worker`` sets that directory up before Celery forks (:func:`prepare_worker`).
-- **Read at scrape time** (:class:`RedisCollector`): breakers, benches, balances, queue depths and campaign
-  progress, global state kept in Redis. Only the API's ``GET /metrics`` serves them, so a scrape sees each
-  once however many workers run.
+- **Read at scrape time** (``worker.http.metrics.RedisCollector``): breakers, benches, balances, queue
+  depths and campaign progress, global state kept in Redis. Only the API's ``GET /metrics`` serves them,
+  so a scrape sees each once however many workers run.
 
 Metrics never get in a send's way: a failure to record one is logged and forgotten.
 """
@@ -23,15 +23,13 @@ import functools
 import os
 import shutil
 import tempfile
-import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import redis
 import structlog
 from celery import signals
 from prometheus_client import (
@@ -44,11 +42,11 @@ from prometheus_client import (
     start_http_server,
     values,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
 from providers.base import SendRequest, SendResult
 from providers.errors import AmbiguousError, PermanentError, RateLimitedError, TransientError
-from worker.store import Claim, Recording, State, Store, now_ms
+from worker.store import Claim, Recording, State
 
 if TYPE_CHECKING:
     from tasks.dispatch import Retry
@@ -57,10 +55,7 @@ log = structlog.get_logger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # A vendor call takes tens of ms to a few s; its read time-out is 10 s by default.
 CALL_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-OUTCOMES = ("accepted", "refused", "transient", "rate_limited", "ambiguous", "error")
 MAX_REASON = 48  # retry reasons are codes and a few words; a longer one is cut (bounded label values)
-MAX_CAMPAIGNS = 100  # active campaigns a scrape reports (newest ids last: sorted)
-MAX_NAME = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,107 +250,3 @@ def _child_exit(pid: int | None = None, **_: Any) -> None:
 
 
 signals.worker_process_shutdown.connect(_child_exit)
-
-
-# -- read from Redis at scrape time -------------------------------------------------------------------
-
-
-class RedisCollector:
-    """The families read from Redis when scraped: vendors (breaker, bench, balances, last success),
-    queue depths and active campaigns' progress. Never raises: what could not be read is left out,
-    ``smsd_redis_up`` says 0 and ``smsd_scrape_errors_total`` counts it by section. The store's client
-    should have short time-outs and no retries (a scrape is retried by Prometheus)."""
-
-    def __init__(self, store: Store, vendors: Sequence[str], queues: Sequence[str]) -> None:
-        self.store = store
-        self.vendors = tuple(vendors)
-        self.queues = tuple(queues)
-        self._errors: Tally[str] = Tally()
-        self._lock = threading.Lock()
-
-    def collect(self) -> Iterator[Metric]:
-        sections: dict[str, Callable[[], Iterable[Metric]]] = {
-            "vendors": self._vendors,
-            "queues": self._queues,
-            "campaigns": self._campaigns,
-        }
-        up = 1
-        for name, read in sections.items():
-            try:
-                yield from list(read())
-            except Exception as exc:  # noqa: BLE001 - a scrape answers with what it could read
-                up = 0
-                with self._lock:
-                    self._errors[name] += 1
-                log.warning("metrics section not read", section=name, error=f"{type(exc).__name__}: {exc}")
-                if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
-                    break  # Redis is out of reach: the other sections would only wait for it too
-        yield GaugeMetricFamily("smsd_redis_up", "1 when this scrape read everything from Redis", value=up)
-        errors = CounterMetricFamily(
-            "smsd_scrape_errors", "Scrape sections Redis could not answer", labels=["section"]
-        )
-        with self._lock:
-            for name in sections:
-                errors.add_metric([name], self._errors[name])
-        yield errors
-
-    def _vendors(self) -> Iterator[Metric]:
-        names = ["vendor"]
-        is_open = GaugeMetricFamily("smsd_breaker_open", "1 while the vendor's circuit is open", labels=names)
-        failures = GaugeMetricFamily(
-            "smsd_breaker_failures", "Certain failures in a row counted by the breaker", labels=names
-        )
-        benched = GaugeMetricFamily(
-            "smsd_vendor_benched", "1 while the vendor is benched (auth, config or balance)", labels=names
-        )
-        last_ok = GaugeMetricFamily(
-            "smsd_vendor_last_success_timestamp_seconds", "The vendor's last answer (0: none)", labels=names
-        )
-        items = ["vendor", "item"]
-        balance = GaugeMetricFamily("smsd_vendor_balance", "The vendor's last polled balance", labels=items)
-        age = GaugeMetricFamily(
-            "smsd_vendor_balance_age_seconds", "Seconds since the balance was polled", labels=items
-        )
-        now = now_ms()
-        for health in self.store.vendor_health(self.vendors):
-            is_open.add_metric([health.name], 1 if health.breaker_open else 0)
-            failures.add_metric([health.name], _int(health.breaker.get("failures")))
-            benched.add_metric([health.name], 1 if health.bench else 0)
-            last_ok.add_metric([health.name], health.last_ok_ms / 1000)
-            for reading in health.balances:
-                balance.add_metric([health.name, reading.item], reading.value)
-                age.add_metric([health.name, reading.item], max(0, now - reading.at_ms) / 1000)
-        yield from (is_open, failures, benched, last_ok, balance, age)
-
-    def _queues(self) -> Iterator[Metric]:
-        depth = GaugeMetricFamily("smsd_queue_depth", "Tasks waiting in a Celery queue", labels=["queue"])
-        for queue in self.queues:
-            depth.add_metric([queue], self.store.queue_length(queue))
-        yield depth
-
-    def _campaigns(self) -> Iterator[Metric]:
-        names = ["campaign", "name"]
-        accepted = GaugeMetricFamily("smsd_campaign_accepted", "Recipients accepted at intake", labels=names)
-        by_state = GaugeMetricFamily(
-            "smsd_campaign_recipients", "Recipients in each state now", labels=[*names, "state"]
-        )
-        parts = GaugeMetricFamily("smsd_campaign_parts", "Billed parts of recipients sent", labels=names)
-        status = GaugeMetricFamily(
-            "smsd_campaign_status", "1 for the campaign's status", labels=[*names, "status"]
-        )
-        ids = self.store.active_campaigns()[-MAX_CAMPAIGNS:]
-        for campaign_id, meta in zip(ids, self.store.campaign_metas(ids), strict=True):
-            if not meta:
-                continue  # ended and expired between the two reads
-            labels = [campaign_id, meta.get("name", "")[:MAX_NAME]]
-            progress = self.store.progress(campaign_id)
-            accepted.add_metric(labels, _int(meta.get("accepted")))
-            parts.add_metric(labels, progress.get("parts", 0))
-            status.add_metric([*labels, meta.get("status", "")], 1)
-            for state in State:
-                by_state.add_metric([*labels, state.value], progress.get(state.value, 0))
-        yield from (accepted, by_state, parts, status)
-
-
-def _int(value: str | None) -> int:
-    return int(value) if value and value.lstrip("-").isdigit() else 0
