@@ -125,6 +125,12 @@ def record_call(vendor: str, outcome: str, seconds: float) -> None:
     f.call_seconds.labels(vendor).observe(seconds)
 
 
+@_never_raises
+def record_answer(vendor: str, result: SendResult, seconds: float) -> None:
+    """A call the vendor answered: ``accepted`` when it took at least one phone, else ``refused``."""
+    record_call(vendor, "accepted" if any(o.accepted for o in result.outcomes) else "refused", seconds)
+
+
 def outcome_class(exc: BaseException) -> str:
     """A failed call's class, as the dispatcher treats it (``tasks/dispatch.py``)."""
     if isinstance(exc, RateLimitedError):
@@ -139,22 +145,19 @@ def outcome_class(exc: BaseException) -> str:
 
 
 def metered(vendor: str, send: Callable[[SendRequest], SendResult]) -> Callable[[SendRequest], SendResult]:
-    """``send`` timed and its outcome counted: ``accepted`` when the vendor took at least one phone,
-    ``refused`` when it took none or refused the call, else the class of the error (:func:`outcome_class`)."""
+    """``send`` timed and its outcome counted (:func:`record_answer`, :func:`outcome_class`); whatever
+    ``send`` returns or raises passes through unchanged."""
 
     @functools.wraps(send)
     def call(request: SendRequest) -> SendResult:
         start = time.perf_counter()
-        outcome = "error"
         try:
             result = send(request)
-            outcome = "accepted" if any(o.accepted for o in result.outcomes) else "refused"
-            return result
         except BaseException as exc:
-            outcome = outcome_class(exc)
+            record_call(vendor, outcome_class(exc), time.perf_counter() - start)
             raise
-        finally:
-            record_call(vendor, outcome, time.perf_counter() - start)
+        record_answer(vendor, result, time.perf_counter() - start)
+        return result
 
     return call
 
