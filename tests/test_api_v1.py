@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from config.api import ApiKey, ApiSettings
 from config.settings import Settings
 from tests.test_campaign_control import phones, seed_campaign
+from worker.campaign import control
 from worker.http import build_app
 from worker.http.streams import stream_text
 from worker.store import NO_RECORD, Keys, Outcome, Recording, State, Store, now_ms
@@ -295,6 +296,107 @@ def test_an_unknown_message_is_404_and_a_bad_id_422(http: TestClient) -> None:
     answer = http.get("/v1/messages/bad$id", headers=FULL)
     assert answer.status_code == 422 and locs(answer) == [["path", "message_id"]]
 
+
+
+
+# -- campaigns: submission -----------------------------------------------------------------------------
+
+BILL_CSV = "phone,name,amount\n13800000001,张三,12.5\n13800000002,李四,8\nnot-a-phone,王五,1\n" + (
+    "13800000001,张三,12.5\n"  # a duplicate
+)
+
+
+def submit(http: TestClient, upload: bytes, filename: str = "bill.csv", headers: dict[str, str] = FULL,
+           **fields: str) -> Any:  # fmt: skip
+    return http.post("/v1/campaigns", files={"file": (filename, upload, "text/csv")},
+                     data={"template": "bill", **fields}, headers=headers)  # fmt: skip
+
+
+def test_a_csv_upload_becomes_a_campaign(http: TestClient, store: Store) -> None:
+    answer = submit(http, BILL_CSV.encode(), name="november bills")
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    assert (body["rows"], body["accepted"], body["duplicates"], body["rejected"]) == (4, 2, 1, 1)
+    assert body["status"] == "running" and body["vendors"]["infocloud"]["recipients"] == 2
+    assert body["rejects"][0]["line"] == 4 and body["rejects"][0]["reason"].startswith("phone")
+    assert answer.headers["location"] == f"/v1/campaigns/{body['id']}"
+    shown = http.get(answer.headers["location"], headers=FULL).json()
+    assert shown["name"] == "november bills" and shown["accepted"] == 2 and shown["counts"]["queued"] == 2
+    records = store.records(body["id"])
+    assert set(records) == {"13800000001", "13800000002"}
+
+
+def test_a_dry_run_counts_and_writes_nothing(http: TestClient, store: Store) -> None:
+    answer = submit(http, BILL_CSV.encode(), dry_run="true")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["accepted"] == 2 and answer.json()["parts"] >= 2 and "id" not in answer.json()
+    assert control.list_campaigns(store) == []
+
+
+def test_gbk_and_jsonl_files_are_read(http: TestClient) -> None:
+    gbk = submit(http, BILL_CSV.encode("gbk"), "excel.csv")
+    assert gbk.status_code == 201 and gbk.json()["encoding"].lower() in ("gb18030", "gbk")
+    rows = [{"phone": "13900000001", "params": {"name": "赵六", "amount": "3"}}, {"phone": "13900000002",
+            "name": "钱七", "amount": "4"}]  # fmt: skip
+    jsonl = "\n".join(json.dumps(row, ensure_ascii=False) for row in rows).encode()
+    answer = submit(http, jsonl, "rows.jsonl", kind="marketing")
+    assert answer.status_code == 201 and answer.json()["accepted"] == 2 and answer.json()["format"] == "jsonl"
+
+
+@pytest.mark.parametrize(
+    ("fields", "loc"),
+    [
+        ({"template": "no_such"}, ["body", "template"]),
+        ({"template": "", "content": ""}, ["body", "template"]),
+        ({"kind": "otp"}, ["body", "kind"]),
+        ({"window": "25:00-26:00"}, ["body", "window"]),
+        ({"params": "{not json"}, ["body", "params"]),
+        ({"params": '{"nobody": "x"}'}, ["body", "params"]),
+        ({"start": "tomorrow"}, ["body", "start"]),
+        ({"start": "2099-01-01T09:00:00+08:00"}, ["body", "start"]),
+        ({"encoding": "klingon"}, ["body", "encoding"]),
+        ({"provider": "nobody"}, ["body", "provider"]),
+        ({"dry_run": "maybe"}, ["body", "dry_run"]),
+        ({"surprise": "1"}, ["body", "surprise"]),
+    ],
+)
+def test_a_bad_campaign_field_is_a_422_naming_it(
+    http: TestClient, store: Store, fields: dict[str, str], loc: list[str]
+) -> None:
+    answer = submit(http, BILL_CSV.encode(), **fields)
+    assert answer.status_code == 422, answer.text
+    assert loc in locs(answer)
+    assert control.list_campaigns(store) == []
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"PK\x03\x04 an xlsx", b"name,amount\n\xe5\xbc\xa0,1\n", b"phone,name,amount\nx,y,z\n"]
+)
+def test_a_bad_file_is_a_422_naming_the_file(http: TestClient, store: Store, content: bytes) -> None:
+    answer = submit(http, content)
+    assert answer.status_code == 422 and locs(answer)[0][:2] == ["body", "file"], answer.text
+    assert control.list_campaigns(store) == []
+
+
+def test_a_missing_file_is_a_422(http: TestClient) -> None:
+    answer = http.post("/v1/campaigns", data={"template": "bill"}, headers=FULL)
+    assert answer.status_code == 422 and ["body", "file"] in locs(answer)
+
+
+def test_admission_refused_is_409_and_force_submits(http: TestClient, store: Store) -> None:
+    store.save_balances("infocloud", {"行业短信": 1})
+    refused = submit(http, BILL_CSV.encode())
+    assert refused.status_code == 409 and "force=true" in refused.json()["detail"]
+    assert control.list_campaigns(store) == []
+    assert submit(http, BILL_CSV.encode(), force="true").status_code == 201
+
+
+def test_an_upload_over_the_limit_is_413_and_otp_keys_are_refused(settings: Settings, r: redis.Redis) -> None:
+    with TestClient(build_app(keyed(settings, max_upload_bytes=4096))) as client:
+        big = b"phone,name,amount\n" + b"13800000001,a,1\n" * 1000
+        assert submit(client, big).status_code == 413
+        assert submit(client, BILL_CSV.encode(), headers=OTP).status_code == 403
+    assert r.zcard(Keys.campaigns) == 0
 
 
 # -- campaigns: control and report -------------------------------------------------------------------

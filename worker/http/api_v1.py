@@ -42,5 +42,5 @@ def router(settings: Settings) -> APIRouter:
     # Each router gets its route class (include_router keeps the included routes' own).
     api = APIRouter(prefix="/v1")
     api.include_router(messages_v1.router(settings, store, guarded_route(keyring)))
-    api.include_router(campaigns_v1.router(store, guarded_route(keyring, full_only="campaigns")))
+    api.include_router(campaigns_v1.router(settings, store, guarded_route(keyring, full_only="campaigns")))
     return api

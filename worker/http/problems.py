@@ -21,6 +21,7 @@ from tasks.request import FieldProblem, InvalidRequest
 
 Loc = list[str | int]
 _FIELD = re.compile(r"[A-Za-z_][\w-]*(\.[\w-]+)*")  # a field's path as our messages spell it: to.3.phone
+_PARTS = re.compile(r"; (?=[A-Za-z_][\w.-]*: )")  # "; " before the next problem's field
 
 
 class Problem(BaseModel):
@@ -65,13 +66,13 @@ def from_pydantic(errors: Iterable[Any]) -> list[dict[str, Any]]:
 def from_invalid(
     exc: InvalidRequest, where: str = "body", kind: str = "invalid_request"
 ) -> list[dict[str, Any]]:
-    """``InvalidRequest("to.3: bad; params: missing code")`` as one problem per part. The field is the
-    last ``name:`` before the text (``template 'x': params: missing code`` names ``params``)."""
+    """``InvalidRequest("to.3: bad; params: missing code")`` as one problem per part (parts are split
+    where a field's name follows ``; ``). The field is the first ``name:`` of the part
+    (``template 'x': params: missing code`` names ``params``); none: the body as a whole."""
     problems = []
-    for part in str(exc).split("; "):
-        heads = part.split(": ")
-        fields = [head for head in heads[:-1] if _FIELD.fullmatch(head)]
-        field = fields[-1] if fields else ""
+    for part in _PARTS.split(str(exc)):
+        heads = part.split(": ")[:-1]
+        field = next((head for head in heads if _FIELD.fullmatch(head)), "")
         msg = part.removeprefix(f"{field}: ") if field and heads[0] == field else part
         problems.append({"loc": path(field, where) if field else [where], "msg": msg, "type": kind})
     return problems
