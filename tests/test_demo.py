@@ -1,6 +1,7 @@
 """``smsdispatch demo`` runs on its own Redis and settings whatever the environment holds: an exported
 SMSD_REDIS_URL, vendor URL, credential or config file is never used (the demo's traffic once landed on an
-operator's real Redis, where a real worker picked it up); and it says what it stops while it shuts down."""
+operator's real Redis, where a real worker picked it up); it runs a small campaign to the end, and it says
+what it stops while it shuts down."""
 
 from __future__ import annotations
 
@@ -86,6 +87,10 @@ def test_the_demo_ignores_an_exported_redis_and_vendor_and_says_what_it_stops(li
     out = done.stdout
     assert out.startswith("redis     unix://")
     assert "notification to 50 (Infocloud)" in out
+    campaign = out[out.index("\ncampaign "):]
+    assert ": 302 rows, 300 accepted, 1 duplicate, 1 refused" in campaign.splitlines()[1]
+    assert "  refused line 303 (" in campaign
+    assert "  summary: done, 300 settled, 300 billed parts (planned 300)" in campaign
     shutdown = out[out.index("\nshutting down\n"):].splitlines()[2:]
     stopped = ["beat", "the worker", "the HTTP app", "the simulator", "Redis"]
     assert [line.split(" ...")[0].removeprefix("  stopping ").split(" (")[0] for line in shutdown] == stopped

@@ -3,8 +3,9 @@
 It starts an embedded Redis (another only with ``--redis-url``), the vendor simulator, the HTTP app (push
 receivers, in a thread), a Celery worker and beat as subprocesses, sends an OTP and a 5,000-recipient
 notification (plus a few sends through each other vendor) through the real pipeline, waits for the
-receipts (pulled from Infocloud, Xiaorui and Tencent; pushed by Ihuyi to the HTTP app), prints a summary
-and shuts down, saying what it stops.
+receipts (pulled from Infocloud, Xiaorui and Tencent; pushed by Ihuyi to the HTTP app), prints a summary,
+runs a 300-row campaign file with per-recipient parameters to its last receipt (its progress, refused row
+and summary printed), and shuts down, saying what it stops.
 
 Everything it starts runs with the demo's settings (:func:`demo_environment`), whatever the environment
 holds: with an operator's ``SMSD_REDIS_URL`` exported, the demo's test traffic used to land on the real
@@ -13,6 +14,7 @@ Redis, where a real worker with real vendor URLs picked it up.
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -251,6 +253,7 @@ def run(recipients: int = 5000, timeout: float = 50.0, redis_url: str | None = N
         sends = demo_sends(recipients)
         _send_all(sends, timeout)
         _report(sends, sim)
+        _run_campaign(tmp, sim, timeout)
         click.echo(
             "\nThe demo runs faster than the vendors allow: receipts are pulled every second at up to 600"
             "\nqueries a minute and the simulator reports within half a second. Infocloud itself allows 3"
@@ -259,6 +262,70 @@ def run(recipients: int = 5000, timeout: float = 50.0, redis_url: str | None = N
             "\n'none': Deepfinch documents neither a receipt pull nor a push, so its sends stay submitted"
             "\n(and are failed NO_RECEIPT after its settle window)."
         )
+
+
+CAMPAIGN_ROWS = 300
+
+
+def _campaign_file(folder: Path) -> Path:
+    """A recipient file as a spreadsheet exports it: a ``phone`` column and a column per template
+    parameter, each row its own order and tracking number; then a repeated number and one that is not a
+    number, which the intake counts as a duplicate and refuses with its line."""
+    path = folder / "orders.csv"
+    with path.open("w", encoding="utf-8", newline="") as out:
+        rows = csv.writer(out)
+        rows.writerow(["phone", "order", "tracking"])
+        rows.writerows([f"134{i:08d}", f"B{i:04d}", f"SF{7_000_000 + i}"] for i in range(CAMPAIGN_ROWS))
+        rows.writerow(["13400000007", "B0007", "SF7000007"])
+        rows.writerow(["1340000", "B9999", "SF0"])
+    return path
+
+
+def _run_campaign(folder: Path, sim: Any, timeout: float) -> None:
+    """Submit the demo's campaign file as a campaign (the runner on beat's tick feeds it to Infocloud's
+    per-recipient batch form), print its progress until its receipts are in, and its summary."""
+    from config.settings import get_settings
+    from worker.campaign.control import get_campaign, summary
+    from worker.campaign.intake import CampaignSpec, submit
+    from worker.store import Store, get_redis
+
+    settings = get_settings()
+    store = Store(get_redis(settings), settings)
+    before = sim.state.stats()["vendors"]
+    path = _campaign_file(folder)
+    spec = CampaignSpec(name="demo: order shipped", template="order_shipped", kind="notify")
+    with path.open("rb") as stream, (folder / "orders.rejects.csv").open("w", encoding="utf-8") as rejects:
+        submitted = submit(stream, path.name, spec, settings, store, rejects)
+    click.echo(
+        f"\ncampaign {submitted.id} ({path.name}, each row its own order and tracking):"
+        f" {submitted.rows:,} rows, {submitted.accepted:,} accepted, {submitted.duplicates:,} duplicate,"
+        f" {submitted.rejected:,} refused"
+    )
+    for reject in submitted.rejects:
+        click.echo(f"  refused line {reject.line} ({reject.phone}): {reject.reason}")
+    started = time.monotonic()
+    shown = ""
+    while True:
+        totals = summary(get_campaign(store, submitted.id))
+        line = (
+            f"{totals['status']:<9} not sent yet {totals['pending']:>4,}  submitted {totals['submitted']:>4,}"
+            f"  delivered {totals['delivered']:>4,}  failed {totals['failed']:>3,}"
+        )
+        if line != shown:
+            click.echo(f"  {time.monotonic() - started:5.1f}s  {line}")
+            shown = line
+        if totals["done"] and not totals["pending"] and not totals["submitted"]:  # every receipt in
+            break
+        if time.monotonic() - started > timeout:
+            raise click.ClickException(f"campaign {submitted.id} not done in {timeout:.0f} s: {line}")
+        time.sleep(0.5)
+    parts = f"{totals['parts']:,} billed parts (planned {totals['planned_parts']:,})"
+    click.echo(f"  summary: {totals['status']}, {totals['settled']:,} settled, {parts}")
+    for name, now in sorted(sim.state.stats()["vendors"].items()):
+        calls = now["calls"] - before.get(name, {}).get("calls", 0)
+        if calls:
+            phones = now["accepted"] - before.get(name, {}).get("accepted", 0)
+            click.echo(f"  {name}: {calls:,} call(s) for {phones:,} phones")
 
 
 def _start_simulator(shutdown: _Shutdown, env: dict[str, str]) -> Any:
@@ -273,8 +340,10 @@ def _start_simulator(shutdown: _Shutdown, env: dict[str, str]) -> Any:
         env[f"SMSD_{name.upper()}__BASE_URL"] = os.environ[f"SMSD_{name.upper()}__BASE_URL"] = sim.url
     get_settings.cache_clear()
     from worker.app import app, configure
+    from worker.logging import configure as configure_logging
 
     configure(app, get_settings())
+    configure_logging(get_settings().log_level)  # the demo's WARNING: its own sends and intake log nothing
     return sim
 
 
