@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -33,6 +34,7 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from config.settings import PROVIDERS, Settings, get_settings
+from providers.phones import PhoneError, normalize
 from tasks.plan import InvalidRequest, build_plan, validate_request
 from tasks.poll import RETRIED
 from tasks.send import chunk_args, chunk_job, dispatch_chunk, lease_end_ms, queue_chunk
@@ -64,59 +66,73 @@ def tick_campaigns() -> dict[str, int]:
 
 
 def run_tick(store: Store, settings: Settings, now: int) -> dict[str, int]:
-    """One tick at ``now`` (ms; the clock is the caller's, so a test can run the tick at any hour)."""
+    """One tick at ``now`` (ms; the clock is the caller's, so a test can run the tick at any hour).
+    Campaigns that want pages are fed one page each in turn (in a random order each tick), so that
+    campaigns sharing a vendor's queue interleave there instead of queuing behind each other."""
     ids = store.active_campaigns()
     metas = dict(zip(ids, store.campaign_metas(ids), strict=True))
     running = _running_per_vendor(metas, settings, now)
     outcomes: Counter[str] = Counter()
     lock_ms = int(max(30.0, settings.campaign.tick_s * 10) * 1000)
-    for campaign_id, meta in metas.items():
-        if not meta:  # expired with its retention
-            store.forget_campaign(campaign_id)
-            continue
-        token = store.lock_campaign(campaign_id, lock_ms)
-        if token is None:
-            outcomes["locked"] += 1
-            continue
-        structlog.contextvars.bind_contextvars(campaign_id=campaign_id)
-        try:
-            outcomes[_step(store, settings, campaign_id, meta, now, running)] += 1
-        finally:
+    locks: list[tuple[str, str]] = []
+    feeders: list[Feeder] = []
+    try:
+        for campaign_id, meta in metas.items():
+            if not meta:  # expired with its retention
+                store.forget_campaign(campaign_id)
+                continue
+            token = store.lock_campaign(campaign_id, lock_ms)
+            if token is None:
+                outcomes["locked"] += 1
+                continue
+            locks.append((campaign_id, token))
+            outcome, feeder = _step(store, settings, campaign_id, meta, now, running)
+            outcomes[outcome] += 1
+            if feeder is not None:
+                feeders.append(feeder)
+        random.shuffle(feeders)
+        while feeders:
+            feeders = [feeder for feeder in feeders if feeder.feed_one()]
+    finally:
+        for campaign_id, token in locks:
             store.unlock_campaign(campaign_id, token)
-            structlog.contextvars.unbind_contextvars("campaign_id")
     return dict(outcomes)
 
 
 def _step(
     store: Store, settings: Settings, campaign_id: str, meta: dict[str, str], now: int, running: Counter[str]
-) -> str:
+) -> tuple[str, Feeder | None]:
+    """Move one campaign along; a running one that may send is handed back as a ``Feeder``."""
+    bound = log.bind(campaign_id=campaign_id)
     status = meta.get("status", "")
     if status == "scheduled":
         if store.campaign_control(campaign_id, "start", now).after != "running":
-            return "scheduled"
-        log.info("campaign started")
+            return "scheduled", None
+        bound.info("campaign started")
         status = "running"
     if status == "cancelling":
-        return _cancel(store, campaign_id)
+        return _cancel(store, campaign_id), None
     if status != "running":
-        return status
+        return status, None
     hold = held(meta, settings, now)
     if hold.reason:
         if (meta.get("held_reason"), meta.get("held_until_ms")) != (hold.reason, str(hold.until_ms)):
             store.hold_campaign(campaign_id, hold.reason, hold.until_ms)
-            log.info("campaign held", reason=hold.reason, until_ms=hold.until_ms)
-        return "held"
+            bound.info("campaign held", reason=hold.reason, until_ms=hold.until_ms)
+        return "held", None
     if meta.get("held_reason"):
         store.hold_campaign(campaign_id, "", 0)
     _release_held(store, settings, campaign_id)
     progress = store.progress(campaign_id)
     if _finished(meta, progress):
         store.campaign_control(campaign_id, "finish", now)
-        log.info("campaign done", **{k: v for k, v in progress.items() if v})
-        return "done"
+        bound.info("campaign done", **{k: v for k, v in progress.items() if v})
+        return "done", None
     vendor = vendor_of(meta, settings)
-    _feed(store, settings, campaign_id, meta, progress, target(settings, vendor, running[vendor]))
-    return "running"
+    most = target(settings, vendor, running[vendor])
+    in_flight = max(0, _int(meta, "chunks_fed") - progress.get("chunks_done", 0))
+    fed, pages = _int(meta, "fed"), _int(meta, "pages")
+    return "running", Feeder(store, settings, campaign_id, meta, most, fed, pages, in_flight)
 
 
 def held(meta: Mapping[str, str], settings: Settings, now: int) -> Hold:
@@ -193,33 +209,41 @@ def _finished(meta: Mapping[str, str], progress: Mapping[str, int]) -> bool:
     return pending == 0 and counted >= _int(meta, "accepted")
 
 
-def _feed(
-    store: Store,
-    settings: Settings,
-    campaign_id: str,
-    meta: dict[str, str],
-    progress: Mapping[str, int],
-    most: int,
-) -> None:
-    """Feed whole pages while fewer than ``most`` of its chunks are in flight (fed, lease not ended)."""
-    fed, pages = _int(meta, "fed"), _int(meta, "pages")
-    in_flight = max(0, _int(meta, "chunks_fed") - progress.get("chunks_done", 0))
-    while fed < pages and in_flight < most:
-        rows = store.campaign_page(campaign_id, fed)
+@dataclass
+class Feeder:
+    """Feeds one running campaign's pages, one per call, while fewer than ``most`` of its chunks are
+    in flight (``in_flight``: fed, lease not ended)."""
+
+    store: Store
+    settings: Settings
+    campaign_id: str
+    meta: dict[str, str]
+    most: int
+    fed: int
+    pages: int
+    in_flight: int
+
+    def feed_one(self) -> bool:
+        """Feed the next page if it wants one. Returns whether it may want another."""
+        if self.fed >= self.pages or self.in_flight >= self.most:
+            return False
+        store, campaign_id, page = self.store, self.campaign_id, self.fed
+        rows = store.campaign_page(campaign_id, page)
         if rows is None:
-            log.warning("campaign pages missing", fed=fed, pages=pages)
-            return
+            log.warning("campaign pages missing", campaign_id=campaign_id, fed=page, pages=self.pages)
+            return False
         try:
-            chunks = _feed_page(store, settings, campaign_id, meta, fed, rows, in_flight)
+            chunks = _feed_page(store, self.settings, campaign_id, self.meta, page, rows, self.in_flight)
         except InvalidRequest as exc:  # its template changed under it, say: nothing sent, an operator decides
-            store.note_campaign(campaign_id, error=f"page {fed}: {exc}"[:500])
+            store.note_campaign(campaign_id, error=f"page {page}: {exc}"[:500])
             store.campaign_control(campaign_id, "pause")
-            log.error("campaign paused: a page cannot be planned", page=fed, error=str(exc))
-            return
-        if not store.campaign_fed(campaign_id, fed, chunks):
-            return  # another feeder moved the cursor (its lock expired under us): leave it to that one
-        fed += 1
-        in_flight += chunks
+            log.error("campaign paused: a page cannot be planned", campaign_id=campaign_id, error=str(exc))
+            return False
+        if not store.campaign_fed(campaign_id, page, chunks):
+            return False  # another feeder moved the cursor (our lock expired): leave it to that one
+        self.fed += 1
+        self.in_flight += chunks
+        return True
 
 
 def _feed_page(
@@ -233,6 +257,10 @@ def _feed_page(
 ) -> int:
     """Plan one page, record what the plan refuses, open and queue its chunks. Returns the chunks."""
     kind = meta.get("kind", "notify")
+    rows, refused = _normalized(rows)
+    if not rows:
+        store.record(campaign_id, "", Recording(refused), from_states=(State.QUEUED,), why="plan")
+        return 0
     request = validate_request(
         {
             "to": [{"phone": phone, "params": own} if own else phone for phone, own in rows],
@@ -245,8 +273,8 @@ def _feed_page(
         settings,
     )
     plan = build_plan(request, settings, store.unavailable(PROVIDERS, kind))
-    if plan.rejected:
-        refused = [Outcome(given, State.REJECTED, "INVALID", why) for given, why in plan.rejected]
+    refused += [Outcome(given, State.REJECTED, "INVALID", why) for given, why in plan.rejected]
+    if refused:
         store.record(campaign_id, "", Recording(refused), from_states=(State.QUEUED,), why="plan")
     queue = queue_for(kind, settings.bulk_threshold + 1, settings)  # a campaign is a big send
     start = now_ms()
@@ -257,6 +285,25 @@ def _feed_page(
         job = chunk_job(kind, queue, spec, campaign=True)
         queue_chunk(store, campaign_id, job, lease_end_ms(settings, turn_ms))
     return len(plan.chunks)
+
+
+def _normalized(rows: Page) -> tuple[Page, list[Outcome]]:
+    """The rows whose phone is in its normalized form, as the intake writes them (the plan would send a
+    phone it normalized under another key than the recipient's record), and a refusal for each other,
+    under its record's key."""
+    kept: Page = []
+    refused: list[Outcome] = []
+    for phone, own in rows:
+        try:
+            same = normalize(phone) == phone
+        except PhoneError as exc:
+            refused.append(Outcome(phone, State.REJECTED, "INVALID", f"to: {exc}"))
+            continue
+        if same:
+            kept.append((phone, own))
+        else:
+            refused.append(Outcome(phone, State.REJECTED, "INVALID", "to: not a normalized phone number"))
+    return kept, refused
 
 
 def _release_held(store: Store, settings: Settings, campaign_id: str) -> None:

@@ -32,12 +32,13 @@ def seed_campaign(
     window: str = "",
     provider: str = "",
     created_ms: int | None = None,
+    page_rows: int = PAGE_ROWS,
 ) -> str:
-    """A campaign as the intake leaves it (meta, index, pages of 1000 rows, recipients recorded queued),
-    written straight into Redis."""
+    """A campaign as the intake leaves it (meta, index, pages of ``page_rows`` rows, recipients recorded
+    queued), written straight into Redis."""
     campaign_id = uuid.uuid4().hex
     at = created_ms or now_ms()
-    pages = [rows[i : i + PAGE_ROWS] for i in range(0, len(rows), PAGE_ROWS)]
+    pages = [rows[i : i + page_rows] for i in range(0, len(rows), page_rows)]
     meta = {
         "name": f"test {campaign_id[:6]}", "kind": kind, "template": template, "content": "",
         "params": json.dumps(dict(params or {})), "provider": provider, "window": window,
