@@ -81,7 +81,7 @@ def stack_env(r: Any, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> I
     started: dict[str, Any] = {}
     monkeypatch.setattr(app, "worker_main", lambda argv: started.update(celery=argv))
     monkeypatch.setattr(app, "start", lambda argv: started.update(celery=argv))
-    monkeypatch.setattr(uvicorn, "run", lambda asgi, **kw: started.update(uvicorn=kw))
+    monkeypatch.setattr(uvicorn, "run", lambda asgi, **kw: started.update(uvicorn=kw, asgi=asgi))
     # The metrics set-up changes process-wide state (prometheus-client's mode, an HTTP server): recorded only.
     monkeypatch.setattr(metrics, "prepare_worker", lambda port: started.update(metrics_port=port))
 
@@ -93,6 +93,9 @@ def stack_env(r: Any, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> I
         return started
 
     yield apply
+    pusher = getattr(getattr(started.get("asgi"), "state", None), "pusher", None)
+    if pusher is not None:  # the simulator's push thread, started with its app
+        pusher.stop()
     monkeypatch.undo()
     get_settings.cache_clear()
 

@@ -107,6 +107,7 @@ def test_the_command_says_demo_only_and_names_each_ignored_credential(
     assert "WARNING: SMSD_INFOCLOUD__API_KEY is set and ignored" in out.output
     assert "a-real-key" not in out.output
     assert "ihuyi pushes its receipts and replies to http://api:8000/push/ihuyi/..." in out.output
+    served["app"].state.pusher.stop()
     state = served["app"].state.sim
     assert state.config.push_urls == {"ihuyi": "http://api:8000"}
     assert state.config.push_tokens == {"ihuyi": "push-secret"}
