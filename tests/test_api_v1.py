@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import threading
 import uuid
 import warnings
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 
 from config.api import ApiKey, ApiSettings
 from config.settings import Settings
+from tests.readme_examples import README
 from tests.test_campaign_control import phones, seed_campaign
 from worker.campaign import control
 from worker.http import build_app
@@ -232,6 +234,18 @@ def test_a_duplicate_after_planning_carries_the_first_answer(http: TestClient, s
     again = http.post("/v1/messages", json=NOTIFY_BODY, headers={**FULL, "Idempotency-Key": "k3"})
     assert again.status_code == 200 and again.json()["message_id"] == first["message_id"]
     assert again.json()["result"]["accepted"] == 2 and again.json()["result"]["chunks"] == 1
+
+
+
+def test_the_readme_curl_examples_send(http: TestClient) -> None:
+    """README "HTTP API": the JSON bodies of its curl examples are accepted as written."""
+    section = README.read_text(encoding="utf-8").split("\n## HTTP API\n", 1)[1].split("\n## ", 1)[0]
+    bodies = re.findall(r"-d '(\{.*?\})'", section)
+    assert len(bodies) == 2
+    as_json = {**FULL, "content-type": "application/json"}
+    for body in bodies:
+        answer = http.post("/v1/messages", content=body.encode(), headers=as_json)
+        assert answer.status_code == 202, answer.text
 
 
 # -- GET /v1/messages/{id} ---------------------------------------------------------------------------
