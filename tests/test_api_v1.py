@@ -234,6 +234,8 @@ def test_a_duplicate_after_planning_carries_the_first_answer(http: TestClient, s
     again = http.post("/v1/messages", json=NOTIFY_BODY, headers={**FULL, "Idempotency-Key": "k3"})
     assert again.status_code == 200 and again.json()["message_id"] == first["message_id"]
     assert again.json()["result"]["accepted"] == 2 and again.json()["result"]["chunks"] == 1
+    status = http.get(again.headers["location"], headers=FULL).json()
+    assert status["counts"]["submitted"] == 2 and status["parts"] == 2 and status["planned"] is True
 
 
 

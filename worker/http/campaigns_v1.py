@@ -46,18 +46,22 @@ class CampaignForm(BaseModel):
     file: UploadFile = Field(
         description="CSV (a phone column, one column per template parameter) or JSONL; UTF-8 or GBK/GB18030"
     )
-    name: str = Field("", description="for lists and reports (default: the file's name)")
-    template: str | None = Field(None, description="a configured template (or content)")
+    name: str = Field("", description="for lists and reports (default: the file's name)", examples=["bills"])
+    template: str | None = Field(None, description="a configured template (or content)", examples=["bill"])
     content: str | None = Field(None, description="free text (or template)")
     params: Json[dict[str, Any]] | None = Field(
-        None, description='parameters common to every row, a JSON object ({"shop": "A1"}); a row\'s own win'
+        None,
+        description="parameters common to every row, a JSON object; a row's own win",
+        examples=['{"name": "customer"}'],
     )
-    kind: str = Field("notify", description="notify or marketing (quiet hours hold marketing)")
+    kind: str = Field("notify", description="notify or marketing (marketing waits out quiet hours)")
     provider: str | None = Field(None, description="force one vendor")
     start: datetime | None = Field(
-        None, description="ISO 8601; without an offset it is in campaign.timezone (default: at once)"
+        None,
+        description="ISO 8601; without an offset it is in campaign.timezone (default: at once)",
+        examples=["2026-12-01T09:00:00+08:00"],
     )
-    window: str | None = Field(None, description="its own daily send window, HH:MM-HH:MM")
+    window: str | None = Field(None, description="its own daily send window", examples=["09:00-20:00"])
     encoding: str | None = Field(None, description="the file's encoding, e.g. gbk (default: detected)")
     dry_run: bool = Field(False, description="check every row and count parts per vendor; write nothing")
     force: bool = Field(False, description="submit even if a vendor's known balance is short")

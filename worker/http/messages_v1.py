@@ -160,6 +160,7 @@ def router(settings: Settings, store: Store, route_class: type[APIRoute]) -> API
             raise field_error(422, ["query", "cursor"], "not a cursor this API gave", "cursor")
         try:
             meta, counts = store.message(message_id), store.counts(message_id)
+            parts = store.progress(message_id).get("parts")
             if not meta and not counts:
                 raise HTTPException(404, f"no message {message_id} (unknown, or older than the retention)")
             if caller.otp_only and meta.get("kind") != "otp":
@@ -177,7 +178,7 @@ def router(settings: Settings, store: Store, route_class: type[APIRoute]) -> API
             planned="chunks" in meta or bool(counts),
             total=int(meta["recipients"]) if meta.get("recipients", "").isdecimal() else None,
             counts={s.value: counts[s.value] for s in State},
-            parts=counts.get("parts"),
+            parts=parts,
             recipients=[_recipient(phone, record, shown) for phone, record in page.recipients],
             next_cursor=str(page.cursor) if page.cursor else None,
         )
