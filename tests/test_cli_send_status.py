@@ -23,6 +23,22 @@ P1, P2, P3 = "13800138000", "13900139000", "13700137000"
 LOCAL_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+08:00")
 
 
+@pytest.fixture(autouse=True)
+def logging_restored() -> Iterator[None]:
+    """The commands configure logging for their process (to the stderr click's test runner lends
+    them): put back what was there for the tests that follow."""
+    import logging
+
+    import structlog
+
+    root = logging.getLogger()
+    handlers, level, config = root.handlers[:], root.level, structlog.get_config()
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.configure(**config)
+
+
 def cli(*args: str) -> Result:
     return CliRunner().invoke(main, list(args))
 

@@ -53,7 +53,7 @@ class Cli(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:
-            if debugging(bool(ctx.params.get("debug"))):
+            if debugging():
                 raise
             if _infrastructure(exc):
                 raise Unreachable(f"Redis or the broker cannot be reached: {one_line(exc)}") from None

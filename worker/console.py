@@ -64,9 +64,12 @@ def one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-def debugging(flag: bool = False) -> bool:
-    """Tracebacks are shown: ``--debug``, or SMSD_LOG_LEVEL=DEBUG in the environment."""
-    return flag or os.environ.get("SMSD_LOG_LEVEL", "").strip().upper() == "DEBUG"
+def debugging() -> bool:
+    """Tracebacks (and debug logs) are shown: ``smsdispatch --debug``, or SMSD_LOG_LEVEL=DEBUG."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.find_root().params.get("debug"):
+        return True
+    return os.environ.get("SMSD_LOG_LEVEL", "").strip().upper() == "DEBUG"
 
 
 def require_settings() -> Settings:
@@ -89,10 +92,14 @@ def require_redis(settings: Settings | None = None) -> None:
 
 
 def open_store() -> Store:
-    """The store, after the settings and Redis checks (one-line errors, exit 1 and 5)."""
+    """The store, after the settings and Redis checks (one-line errors, exit 1 and 5). Logs go to
+    stderr, warnings only unless SMSD_LOG_LEVEL=DEBUG: what the code under an operator command logs
+    (intake, planning) would bury its output, and stdout is for what a script reads (an id)."""
+    from worker.logging import configure
     from worker.store import Store, get_redis  # imported late: the CLI starts fast
 
     settings = require_settings()
+    configure("DEBUG" if debugging() else "WARNING", settings.log_json)
     require_redis(settings)
     return Store(get_redis(settings), settings)
 

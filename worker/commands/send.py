@@ -240,7 +240,8 @@ def _print_summary(
         "kind": meta.get("kind", ""),
         "template": meta.get("template", "") or "(content)",
         "created": local_time(int(meta.get("created_ms") or 0), tz),
-        "recipients": f"{int(meta.get('recipients') or 0):,} in {int(meta.get('chunks') or 0):,} chunks",
+        "recipients": f"{int(meta.get('recipients') or 0):,}"
+        + (f" in {int(meta['chunks']):,} chunks" if meta.get("chunks") else ""),
         "planned": meta.get("providers", "") or "-",
         "vendors": _vendors_line(vendors),
     }
