@@ -26,7 +26,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from tasks.request import FieldProblem, InvalidRequest, param_values, phone_input
+from providers.phones import MAX_INPUT_CHARS as MAX_PHONE_CHARS
+from tasks.request import MAX_PARAM_CHARS, FieldProblem, InvalidRequest, param_values, phone_input
 
 BLOCK_BYTES = 64 * 1024
 MAX_LINE_BYTES = 64 * 1024  # 50 parameters of 500 characters fit; a longer line is a RowError
@@ -319,7 +320,9 @@ def _csv_row(line: int, cells: list[str], header: list[str], phone_at: int) -> R
         if not header[i]:
             return RowError(line, f"a value in column {i + 1}, which has no name in the header", phone)
         own[header[i]] = value.strip()
-    return _row(line, phone, own)
+    if len(phone) <= MAX_PHONE_CHARS and all(len(value) <= MAX_PARAM_CHARS for value in own.values()):
+        return Row(line, phone, own)  # names checked with the header; decoded text holds no surrogate
+    return _row(line, phone, own)  # the checks of any row, for their one-line reasons
 
 
 def _row(line: int, phone: object, own: Mapping[str, Any]) -> Row | RowError:

@@ -298,6 +298,7 @@ def submit(
             raise InvalidRequest(f"file: no recipient accepted ({result.rows:,} rows: {_why_none(result)})")
         result.encoding, result.format = rows.encoding, rows.format
         totals: dict[str, str | int] = {"rows": result.rows, "rejected": result.rejected}
+        totals["duplicates"] = result.duplicates  # the page's own repeats too, beside campaign_append's
         totals.update(parts=result.parts, encoding=result.encoding)
         result.status = store.campaign_ready(result.id, start, totals)
     except BaseException as exc:
@@ -396,6 +397,7 @@ class _Intake:
         if self.writer is not None:
             self.writer.writerow(["line", "phone", "reason"])
         self.own_seen = False  # some row had parameters of its own
+        self.pending: list[Reject] = []  # the page's refused rows
         unknown = sorted(spec.params.keys() - self.names) if template is not None else []
         if unknown:
             raise InvalidRequest(f"params: template {spec.template!r} has no parameter {unknown[0]!r}")
@@ -412,6 +414,14 @@ class _Intake:
             yield self._page(batch)
 
     def _page(self, batch: list[Row | RowError]) -> list[Accepted]:
+        """The page's accepted rows; its refused ones written in the order of their lines."""
+        self.pending = []
+        accepted = self._accept(batch)
+        for reject in sorted(self.pending, key=lambda reject: reject.line):
+            self._write(reject)
+        return accepted
+
+    def _accept(self, batch: list[Row | RowError]) -> list[Accepted]:
         self.totals.rows += len(batch)
         most = self.settings.campaign.max_rows
         if self.totals.rows > most:
@@ -484,9 +494,11 @@ class _Intake:
         return out
 
     def _reject(self, line: int, given: str, reason: str) -> None:
+        self.pending.append(Reject(line, shown(given) if given else "", reason))
+
+    def _write(self, reject: Reject) -> None:
         totals = self.totals
         totals.rejected += 1
-        reject = Reject(line, shown(given) if given else "", reason)
         if len(totals.rejects) < self.settings.campaign.rejects_shown:
             totals.rejects.append(reject)
         if self.writer is not None:
