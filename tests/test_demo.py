@@ -79,8 +79,8 @@ def test_the_demo_ignores_an_exported_redis_and_vendor_and_says_what_it_stops(li
     env.update(OPERATOR_ENV, PATH=os.environ["PATH"])
     env.update(SMSD_REDIS_URL=f"redis://{bogus}/0", SMSD_INFOCLOUD__BASE_URL=f"http://{bogus}")
     done = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "demo", "--recipients", "50", "--timeout", "30"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        [sys.executable, "-m", "worker.cli", "demo", "--recipients", "50", "--timeout", "60"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert listener.connections == 0, "the demo reached the exported Redis or vendor URL"
