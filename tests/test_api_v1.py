@@ -499,6 +499,21 @@ def test_a_stream_stops_its_writer_when_the_client_goes_and_ends_on_an_error() -
     assert b"".join(stream_text(failing, "failing")) == b"phone\n"
 
 
+
+def test_openapi_documents_every_v1_operation_with_the_key_scheme(http: TestClient) -> None:
+    spec = http.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["ApiKey"]["scheme"] == "bearer"
+    operations = [(path, op) for path, item in spec["paths"].items() if path.startswith("/v1/")
+                  for op in item.values()]  # fmt: skip
+    assert len(operations) == 9
+    for path, op in operations:
+        assert op["security"] == [{"ApiKey": []}], path
+        assert {"401", "403", "503"} <= set(op["responses"]) and op.get("description"), path
+    upload = spec["paths"]["/v1/campaigns"]["post"]["requestBody"]["content"]
+    assert "multipart/form-data" in upload
+    assert http.get("/docs").status_code == 200
+
+
 # -- anything at all ---------------------------------------------------------------------------------
 
 JSON = st.recursive(

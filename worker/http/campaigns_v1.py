@@ -164,7 +164,9 @@ def router(settings: Settings, store: Store, route_class: type[APIRoute]) -> API
             422: {"model": Problems, "description": "a refused field or file"},
         },
     )
-    def submit_campaign(form: Annotated[CampaignForm, Form()], _: AnyCaller) -> JSONResponse:
+    def submit_campaign(
+        form: Annotated[CampaignForm, Form(media_type="multipart/form-data")], _: AnyCaller
+    ) -> JSONResponse:
         """Submit a campaign (or check it, with ``dry_run``): the file is read page by page, duplicates
         removed, refused rows counted and the first of them returned with their lines and reasons."""
         stream, filename = form.file.file, form.file.filename or ""

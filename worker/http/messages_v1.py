@@ -111,6 +111,7 @@ def router(settings: Settings, store: Store, route_class: type[APIRoute]) -> API
         "/messages",
         status_code=202,
         response_model=MessageAccepted,
+        response_model_exclude_none=True,
         max_body_size=settings.api.max_body_bytes,
         responses={
             200: {"model": MessageAccepted, "description": "a duplicate: the first message's id"},
@@ -142,6 +143,7 @@ def router(settings: Settings, store: Store, route_class: type[APIRoute]) -> API
                 planned = result if len(result) > 1 else None
                 return MessageAccepted(message_id=earlier["message_id"], duplicate=True, result=planned)
         _note(store, request, message_id, caller.name)
+        log.info("message queued over HTTP", message_id=message_id, api_key=caller.name, kind=request.kind)
         response.headers["Location"] = f"/v1/messages/{message_id}"
         return MessageAccepted(message_id=message_id, duplicate=False, recipients=len(request.recipients()))
 
