@@ -291,7 +291,7 @@ def submit(
                 rows_of_page = [(row.phone, row.own) for row in page]
                 dups = store.campaign_append(result.id, seq, rows_of_page, SUBMITTING_TTL_S)
                 result.add(page, dups)
-                _admit(result, force)
+                _admit(result, force, settings)
             if progress is not None:
                 progress(result.rows)
         if not result.accepted:
@@ -347,13 +347,14 @@ def _meta(spec: CampaignSpec, filename: str, start: int) -> dict[str, str | int]
     return {**meta, **dict.fromkeys(counts, 0), "held_until_ms": 0, "finished_ms": 0, "error": ""}
 
 
-def _admit(result: Totals, force: bool) -> None:
+def _admit(result: Totals, force: bool, settings: Settings) -> None:
     """Refuse once a vendor's parts exceed its known balance (unless ``force``)."""
     if force:
         return
+    zone = ZoneInfo(settings.campaign.timezone)
     for name, vendor in result.vendors.items():
         if vendor.enough is False:
-            read = datetime.fromtimestamp(vendor.read_ms / 1000).astimezone().isoformat(timespec="minutes")
+            read = datetime.fromtimestamp(vendor.read_ms / 1000, zone).isoformat(timespec="minutes")
             raise AdmissionRefused(
                 f"admission: {name} needs more than {vendor.parts:,} billed parts (counted to row "
                 f"{result.rows:,}), its last known balance is {vendor.balance:,.0f} "
