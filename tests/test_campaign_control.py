@@ -8,6 +8,7 @@ import io
 import json
 import uuid
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pytest
 import redis
@@ -176,3 +177,138 @@ def test_report_has_one_line_per_recipient_with_zone_and_parts(store: Store) -> 
     assert by_phone[sent][5].endswith("+08:00")
     view = control.get_campaign(store, cid)
     assert view.parts == 2 and control.summary(view)["sent"] == 1
+
+
+# -- the runner's tick, without a worker (its chunks stay queued) -------------------------------------
+
+ORDER: dict[str, Any] = {"template": "order_shipped", "params": {"order": "A1", "tracking": "SF1"}}
+
+
+def local_ms(hour: int, minute: int, second: int = 0, day: int = 2) -> int:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    at = datetime(2026, 12, day, hour, minute, second, tzinfo=ZoneInfo("Asia/Shanghai"))
+    return int(at.timestamp() * 1000)
+
+
+@pytest.mark.parametrize(
+    ("kind", "window", "at", "reason", "until"),
+    [
+        ("notify", "", (22, 30), "", None),
+        ("marketing", "", (12, 0), "", None),
+        ("marketing", "", (22, 30), "quiet hours 21:00-08:00", (3, 8, 0)),
+        ("marketing", "", (7, 59, 59), "quiet hours 21:00-08:00", (2, 8, 0)),
+        ("marketing", "", (21, 0), "quiet hours 21:00-08:00", (3, 8, 0)),
+        ("notify", "09:00-18:00", (8, 30), "outside its window 09:00-18:00", (2, 9, 0)),
+        ("notify", "09:00-18:00", (18, 0), "outside its window 09:00-18:00", (3, 9, 0)),
+        ("notify", "22:00-02:00", (23, 0), "", None),
+        ("marketing", "07:00-22:00", (7, 30), "quiet hours 21:00-08:00", (2, 8, 0)),
+        ("marketing", "07:00-22:00", (21, 30), "quiet hours 21:00-08:00", (3, 8, 0)),
+        ("marketing", "10:00-12:00", (7, 0), "quiet hours 21:00-08:00", (2, 10, 0)),
+    ],
+)
+def test_holds_follow_quiet_hours_and_the_window(  # type: ignore[no-untyped-def]
+    settings, kind: str, window: str, at: tuple[int, ...], reason: str, until: tuple[int, int, int] | None
+) -> None:
+    from tasks.campaign import held
+
+    hold = held({"kind": kind, "window": window}, settings, local_ms(*at))
+    assert hold.reason == reason
+    assert hold.until_ms == (local_ms(until[1], until[2], day=until[0]) if until else 0)
+
+
+def test_a_window_inside_quiet_hours_is_held_a_day_at_a_time(settings) -> None:  # type: ignore[no-untyped-def]
+    from tasks.campaign import held
+
+    now = local_ms(22, 10)
+    hold = held({"kind": "marketing", "window": "22:00-23:00"}, settings, now)
+    assert hold.reason == "quiet hours 21:00-08:00" and hold.until_ms == now + 86_400_000
+
+
+def test_the_target_is_a_share_of_the_vendors_pace(settings) -> None:  # type: ignore[no-untyped-def]
+    from tasks.campaign import target
+
+    rate = settings.vendor("infocloud").requests_per_second
+    assert target(settings, "infocloud", 1) == int(rate * settings.campaign.lookahead_s)
+    assert target(settings, "infocloud", 2) == int(rate * settings.campaign.lookahead_s / 2)
+    assert target(settings, "infocloud", 10_000) == 2 and target(settings, "", 1) == 2
+
+
+def test_a_tick_starts_a_due_campaign_feeds_it_and_moves_the_cursor_once_per_page(store: Store) -> None:
+    from tasks.campaign import run_tick
+
+    later = seed_campaign(store, phones(10, "135"), status="scheduled", start_ms=now_ms() + 60_000, **ORDER)
+    cid = seed_campaign(store, phones(2500, "136"), status="scheduled", start_ms=now_ms() - 1, **ORDER)
+    assert run_tick(store, store.settings, now_ms()) == {"scheduled": 1, "running": 1}
+    meta = store.campaign_meta(cid)
+    assert (meta["status"], meta["fed"], meta["chunks_fed"]) == ("running", "3", "3")
+    assert store.r.exists(Keys.campaign_pages(cid)) == 0  # every page fed
+    plan = store.r.hgetall(Keys.plan(cid))
+    assert sorted(map(int, plan)) == [0, 1000, 2000]
+    assert {json.loads(job)["campaign"] for job in plan.values()} == {1}
+    assert store.queue_length("sms.bulk") == 3
+    assert store.campaign_meta(later)["status"] == "scheduled"
+    assert not store.campaign_fed(cid, 1, 1)  # a second feeder of page 1 moves nothing
+    assert store.campaign_meta(cid)["chunks_fed"] == "3"
+
+
+def test_a_page_fed_again_after_a_crash_reopens_the_same_chunks(store: Store) -> None:
+    from tasks.campaign import Feeder
+
+    cid = seed_campaign(store, phones(1500, "137"), **ORDER)
+    meta = store.campaign_meta(cid)
+    Feeder(store, store.settings, cid, meta, most=100, fed=0, pages=2, in_flight=0).feed_one()
+    job = store.chunk_job(cid, 0)
+    store.r.hset(Keys.campaign(cid), mapping={"fed": 0, "chunks_fed": 0})  # it died before the cursor moved
+    again = Feeder(store, store.settings, cid, meta, most=100, fed=0, pages=2, in_flight=0)
+    assert again.feed_one() and again.feed_one() and not again.feed_one()
+    assert sorted(map(int, store.r.hgetall(Keys.plan(cid)))) == [0, 1000]  # chunk 0 opened again, as it was
+    assert store.chunk_job(cid, 0) == job
+    meta = store.campaign_meta(cid)
+    assert (meta["fed"], meta["chunks_fed"]) == ("2", "2")
+    assert store.queue_length("sms.bulk") == 3  # chunk 0 twice: its second run finds nobody left to send
+    assert store.progress(cid)[State.QUEUED] == 1500
+
+
+def test_a_locked_campaign_is_left_to_the_tick_that_holds_it(store: Store) -> None:
+    from tasks.campaign import run_tick
+
+    cid = seed_campaign(store, phones(5, "138"), **ORDER)
+    token = store.lock_campaign(cid, 10_000)
+    assert token and store.lock_campaign(cid, 10_000) is None
+    assert run_tick(store, store.settings, now_ms()) == {"locked": 1}
+    store.unlock_campaign(cid, "not-ours")
+    assert run_tick(store, store.settings, now_ms()) == {"locked": 1}
+    store.unlock_campaign(cid, token)
+    assert run_tick(store, store.settings, now_ms()) == {"running": 1}
+
+
+def test_cancelling_records_every_unsent_recipient_cancelled_and_ends_the_campaign(store: Store) -> None:
+    from tasks.campaign import run_tick
+
+    rows = phones(2500, "139")
+    cid = seed_campaign(store, rows, **ORDER)
+    sent = [phone for phone, _ in rows[:10]]
+    outcomes = [Outcome(p, State.SUBMITTED) for p in sent]
+    store.record(cid, "infocloud", Recording(outcomes), from_states=("queued",))
+    control.cancel(store, cid)
+    assert run_tick(store, store.settings, now_ms()) == {"cancelled": 1}
+    view = control.get_campaign(store, cid)
+    assert view.status == "cancelled" and view.done and view.finished is not None
+    assert {s: n for s, n in view.counts.items() if n} == {"submitted": 10, "cancelled": 2490}
+    assert cid not in store.active_campaigns() and store.r.exists(Keys.campaign_pages(cid)) == 0
+    assert run_tick(store, store.settings, now_ms()) == {}
+
+
+def test_a_campaign_is_done_only_when_every_page_is_fed_and_nobody_is_left_unsent(store: Store) -> None:
+    from tasks.campaign import run_tick
+
+    rows = phones(3, "133")
+    cid = seed_campaign(store, rows, **ORDER)
+    run_tick(store, store.settings, now_ms())  # fed
+    assert run_tick(store, store.settings, now_ms()) == {"running": 1}  # still queued
+    outcomes = [Outcome(p, State.SUBMITTED) for p, _ in rows]
+    store.record(cid, "infocloud", Recording(outcomes), from_states=("queued",))
+    assert run_tick(store, store.settings, now_ms()) == {"done": 1}
+    assert control.get_campaign(store, cid).status == "done"

@@ -1,17 +1,18 @@
 """Campaigns end to end: real workers, the embedded Redis, the simulator over HTTP, and the runner's tick
 run in this process by a ticker thread (beat's job), on a clock the test may set.
 
-Campaigns are written into Redis as the intake leaves them (``seed_campaign``): meta, pages, recipients
-recorded queued.
+Campaigns are submitted through the intake (``worker.campaign.intake.submit``) from a CSV file made here.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -26,6 +27,7 @@ from worker.campaign import control
 from worker.store import Keys, State, Store, now_ms
 
 pytestmark = pytest.mark.e2e
+Row = tuple[str, dict[str, str] | None]
 BILL = {"template": "bill"}
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -98,9 +100,22 @@ def tuned(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
     get_settings.cache_clear()
 
 
-def bill_rows(n: int, prefix: str = "139") -> list[tuple[str, dict[str, str] | None]]:
+def bill_rows(n: int, prefix: str = "139") -> list[Row]:
     """Recipients with their own parameters (the bill template's name and amount)."""
     return [(f"{prefix}{i:08d}", {"name": f"客户{i}", "amount": f"{i % 997}.{i % 10:02d}"}) for i in range(n)]
+
+
+def submitted(store: Store, rows: Sequence[Row], **spec: Any) -> str:
+    """Submit ``rows`` as a CSV file (a phone column, one column per parameter); returns the campaign id."""
+    from worker.campaign.intake import CampaignSpec, submit
+
+    names = sorted({name for _, own in rows for name in (own or {})})
+    lines = [",".join(["phone", *names])]
+    lines += [",".join([phone, *((own or {}).get(name, "") for name in names)]) for phone, own in rows]
+    data = io.BytesIO("\n".join(lines).encode("utf-8"))
+    result = submit(data, "recipients.csv", CampaignSpec(**spec), store.settings, store)
+    assert result.accepted == len(rows), result
+    return result.id
 
 
 def finished(store: Store, campaign_id: str) -> control.CampaignView:
@@ -119,7 +134,7 @@ def test_20000_recipients_with_their_own_params_go_out_in_20_batch_calls_each_nu
 ) -> None:
     start_worker("camp", concurrency=2)
     rows = bill_rows(20_000)
-    cid = seed_campaign(store, rows, **BILL)
+    cid = submitted(store, rows, **BILL)
     began = time.monotonic()
     ticker()
     wait_for(lambda: control.get_campaign(store, cid).done, timeout=60, interval=0.2)
@@ -139,7 +154,7 @@ def test_pause_holds_all_but_the_chunks_claimed_resume_goes_on_cancel_sends_noth
     start_worker("camp", concurrency=2)
     sim.state.set_faults("infocloud", FaultPlan(latency_s=0.3))
     rows = bill_rows(12_000, "137")
-    cid = seed_campaign(store, rows, **BILL)
+    cid = submitted(store, rows, **BILL)
     ticker()
     wait_for(lambda: len(sent_by(tap, cid)) >= 2, timeout=20, interval=0.02)
     control.pause(store, cid)
@@ -189,7 +204,7 @@ def test_a_marketing_campaign_in_quiet_hours_is_held_then_runs_when_they_end(  #
     from tasks.campaign import run_tick
 
     rows = bill_rows(3000, "135")
-    cid = seed_campaign(store, rows, kind="marketing", **BILL)
+    cid = submitted(store, rows, kind="marketing", **BILL)
     evening = next_local(20, 59, 50)
     run_tick(store, store.settings, evening)  # 20:59:50: fed, queued (no worker yet)
     assert store.campaign_meta(cid)["fed"] == "3"
@@ -220,7 +235,7 @@ def test_a_marketing_campaign_in_quiet_hours_is_held_then_runs_when_they_end(  #
 def test_quiet_hours_hold_feeding_until_the_minute_they_end(store: Store) -> None:  # type: ignore[no-untyped-def]
     from tasks.campaign import run_tick
 
-    cid = seed_campaign(store, bill_rows(10, "134"), kind="marketing", **BILL)
+    cid = submitted(store, bill_rows(10, "134"), kind="marketing", **BILL)
     before_eight = next_local(7, 59, 58)
     assert run_tick(store, store.settings, before_eight) == {"held": 1}
     assert store.campaign_meta(cid)["fed"] == "0"
@@ -239,10 +254,11 @@ def test_tencent_1029_makes_a_campaign_chunk_wait_in_redis_until_eight_not_fail(
     sim.state.set_faults("tencent", FaultPlan(codes=("1029",), code_rate=1.0))
     rows = [(f"132{i:08d}", None) for i in range(5)]
     order = {"template": "order_shipped", "params": {"order": "A1", "tracking": "SF1"}}
-    cid = seed_campaign(store, rows, kind="marketing", provider="tencent", **order)  # type: ignore[arg-type]
+    cid = submitted(store, rows, kind="marketing", provider="tencent", **order)
     ticker()
-    wait_for(lambda: store.r.zcard(Keys.deferred) == 5, timeout=20)
+    wait_for(lambda: store.progress(cid).get(State.RETRY) == 5 and store.r.zcard(Keys.deferred) >= 5, 30)
     deferred = store.r.zrange(Keys.deferred, 0, -1, withscores=True)
+    assert len(deferred) == 5, deferred
     eight = datetime.now(SHANGHAI).replace(hour=8, minute=0, second=0, microsecond=0)
     if eight <= datetime.now(SHANGHAI):
         eight += timedelta(days=1)
@@ -264,7 +280,8 @@ def test_two_campaigns_started_together_share_the_vendor_evenly(  # type: ignore
 ) -> None:
     tuned(INFOCLOUD__REQUESTS_PER_SECOND="30", CAMPAIGN__LOOKAHEAD_S="0.5")  # 8 chunks in flight each
     start_worker("camp", concurrency=2)
-    # Pages of 100 rows: one chunk (one call) per page, so that shares are counted call by call.
+    # Written as the intake would, but in pages of 100 rows: one call per page, as the intake's pages of
+    # 1000 are for Infocloud's batches of 1000, at a tenth of the rows.
     first = seed_campaign(store, bill_rows(4000, "131"), page_rows=100, **BILL)
     second = seed_campaign(store, bill_rows(6000, "130"), page_rows=100, **BILL)
     ticker()
@@ -304,11 +321,11 @@ def test_notify_and_otp_sends_are_not_held_up_by_a_running_campaign(  # type: ig
     for kind in kinds:  # each worker process's first task sets up its connections
         send(kind, 99)
     sim.state.set_faults("infocloud", FaultPlan(latency_s=0.5))  # 20 calls: 5 s and more on two processes
-    cid = seed_campaign(store, bill_rows(20_000, "150"), **BILL)
+    cid = submitted(store, bill_rows(20_000, "150"), **BILL)
     ticker()
     wait_for(lambda: len(tap.calls_to("/message/sendBatch")) >= 4, timeout=20, interval=0.02)
     latencies: dict[str, list[float]] = {kind: [] for kind in kinds}
-    for i in range(5):
+    for i in range(3):
         for kind in kinds:
             latencies[kind].append(send(kind, i))
     assert control.get_campaign(store, cid).counts[State.QUEUED] > 0  # the campaign ran all along
@@ -316,7 +333,7 @@ def test_notify_and_otp_sends_are_not_held_up_by_a_running_campaign(  # type: ig
     print("while a campaign runs: " + ", ".join(
         f"{kind} worst {max(v) * 1000:.0f} ms, median {sorted(v)[len(v) // 2] * 1000:.0f} ms"
         for kind, v in latencies.items()))
-    assert sorted(latencies["otp"])[2] < 0.1  # the median: one process on a machine others share
+    assert sorted(latencies["otp"])[1] < 0.1  # the median: one process on a machine others share
     assert max(latencies["notify"]) < 1.0
 
 
@@ -326,15 +343,15 @@ def test_a_worker_killed_mid_campaign_loses_nothing_and_sends_nobody_twice(  # t
     tuned(LEASE_GRACE_S="2", INFOCLOUD__READ_TIMEOUT_S="1", INFOCLOUD__CONNECT_TIMEOUT_S="0.5")
     sim.state.set_faults("infocloud", FaultPlan(latency_s=0.5))
     doomed = start_worker("doomed", concurrency=2)
-    rows = bill_rows(10_000, "153")
-    cid = seed_campaign(store, rows, **BILL)
+    rows = bill_rows(6000, "153")
+    cid = submitted(store, rows, **BILL)
     ticker(sweep=True)
     wait_for(lambda: sim.state.counters("infocloud").requests >= 3, timeout=20, interval=0.01)
     doomed.kill()  # two calls in flight, more chunks reserved by it
     start_worker("heir", concurrency=2, SMSD_VISIBILITY_TIMEOUT_S="3")
     wait_for(lambda: control.get_campaign(store, cid).done, timeout=40, interval=0.2)
     view = control.get_campaign(store, cid)
-    assert view.counts[State.SUBMITTED] == 10_000
+    assert view.counts[State.SUBMITTED] == 6000
     received = sim.state.counters("infocloud").received
     assert set(received.values()) == {1}  # nobody twice
     records = store.records(cid)
