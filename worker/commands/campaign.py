@@ -326,7 +326,7 @@ class LiveBar:
     """A terminal's view of a followed campaign: a rich progress bar (sent of accepted, percentage,
     rate, ETA) redrawn in place, with the counts by state and any hold below it."""
 
-    def __init__(self, console: Console, title: str) -> None:
+    def __init__(self, console: Console, title: str, total: int) -> None:
         from rich.console import Group
         from rich.live import Live
         from rich.progress import BarColumn, Progress, TextColumn
@@ -340,7 +340,7 @@ class LiveBar:
             console=console,
             auto_refresh=False,
         )
-        self.task = self.progress.add_task(title, total=1, rate="0", eta="?")
+        self.task = self.progress.add_task(title, total=max(total, 1), rate="0", eta="?")
         self.below = Text()
         self.live = Live(Group(self.progress, self.below), console=console, auto_refresh=False)
 
@@ -394,8 +394,8 @@ def follow_campaign(store: Store, campaign_id: str, console: Console, tick_s: fl
 
     tz = zone(store.settings)
     view = _view(store, campaign_id)
-    screen: LiveBar | PlainLines = LiveBar(console, view.name or campaign_id[:8]) if console.is_terminal \
-        else PlainLines(console)
+    title = view.name or campaign_id[:8]
+    screen = LiveBar(console, title, view.accepted) if console.is_terminal else PlainLines(console)
     rate = Rate()
     try:
         with screen:
@@ -414,6 +414,9 @@ def follow_campaign(store: Store, campaign_id: str, console: Console, tick_s: fl
     if view.finished is not None:
         took = f" in {span((view.finished - view.created).total_seconds())}"
     console.print(f"campaign {campaign_id} {view.status}{took}", highlight=False)
+    if waiting := view.counts.get("submitted", 0):
+        console.print(f"{waiting:,} sent, their receipts still to come (smsdispatch campaign status "
+                      f"{campaign_id})", highlight=False)
     if view.status != "done":
         raise Failed(f"campaign {campaign_id} ended {view.status}{': ' + view.error if view.error else ''}")
 
