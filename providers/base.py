@@ -251,6 +251,12 @@ class Provider:
         for vendors that sign nothing: their receivers need the ``push_token`` in the URL."""
         raise UnsupportedFeature(f"{self.name} signs no push")
 
+    def push_kept(self, body: bytes, content_type: str) -> bytes:
+        """The push as the receiver stores it until it is applied (and keeps it if it fails): the body,
+        unless it carries our own credential as its proof (Infocloud's apiKey), which is dropped here so
+        that no credential rests in Redis."""
+        return body
+
     # -- the hooks of ``send`` ----------------------------------------------------------------------
 
     def _check(self, request: SendRequest) -> None:

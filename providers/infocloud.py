@@ -48,6 +48,7 @@ from providers.descriptor import VendorDescriptor
 from providers.errors import (
     BalanceError,
     ConfigError,
+    MalformedPush,
     ProviderError,
     RateLimitedError,
     RequestRejectedError,
@@ -290,6 +291,18 @@ class InfocloudProvider(Provider):
             raise malformed(self.name, "no apiKey string in a JSON object")
         ours = self.settings.api_key.get_secret_value().encode()
         return bool(ours) and hmac.compare_digest(given.encode("utf-8", "replace"), ours)
+
+    def push_kept(self, body: bytes, content_type: str) -> bytes:
+        """The push without its ``apiKey`` (our credential, checked by :meth:`push_signed`); the parsers
+        read only ``data``. A body that is not JSON is kept as it came: the parser will refuse it."""
+        try:
+            pushed = json_body(self.name, body)
+        except MalformedPush:
+            return body
+        if not isinstance(pushed, dict) or "apiKey" not in pushed:
+            return body
+        del pushed["apiKey"]
+        return json.dumps(pushed).encode()
 
     def push_reply(self, kind: PushKind) -> PushReply:
         return PUSH_REPLY

@@ -141,6 +141,7 @@ def receiver(gate: Gate, kind: PushKind, inbox: PushInbox, max_body_bytes: int) 
             body = await read_capped(request, max_body_bytes)
             text = as_text(body)
             gate.check_authentic(body, content_type, request.query_params.get("token"))
+            text = as_text(gate.adapter.push_kept(body, content_type))
         except Refused as refused:
             log.warning("push refused", provider=gate.vendor, kind=kind.value, status=refused.status,
                         reason=refused.message, remote=remote)
