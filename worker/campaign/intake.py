@@ -103,37 +103,39 @@ class CampaignSpec(BaseModel):
     @field_validator("window", mode="before")
     @classmethod
     def _window(cls, value: object) -> str | None:
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return None
-        if not isinstance(value, str):
-            raise FieldProblem("window", f"expected HH:MM-HH:MM, got {type(value).__name__}")
-        try:
-            return check_span(value)
-        except ValueError as exc:
-            raise FieldProblem("window", str(exc)) from None
+        return _optional(value, "window", check_span, "HH:MM-HH:MM")
 
     @field_validator("encoding", mode="before")
     @classmethod
     def _encoding(cls, value: object) -> str | None:
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return None
-        if not isinstance(value, str):
-            raise FieldProblem("encoding", f"expected a name like gbk, got {type(value).__name__}")
-        try:
-            return check_encoding(value)
-        except ValueError as exc:
-            raise FieldProblem("encoding", str(exc)) from None
+        return _optional(value, "encoding", check_encoding, "a name like gbk")
 
     @model_validator(mode="after")
     def _shape(self) -> CampaignSpec:
-        if (self.template is None) == (self.content is None):
-            raise FieldProblem("template", "give exactly one of template or content")
-        if self.content is not None and not self.content.strip():
-            raise FieldProblem("content", "content is empty")
-        if self.provider is not None and self.provider not in PROVIDERS:
-            known = ", ".join(PROVIDERS)
-            raise FieldProblem("provider", f"unknown {self.provider!r} (expected one of {known})")
+        """What ``send_sms`` requires of the same fields (``SendInput``'s own checks: one of template or
+        content, a known provider)."""
+        shape = {"template": self.template, "content": self.content, "provider": self.provider}
+        try:
+            SendInput.model_validate({"to": PROBE_PHONE, **shape})
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            cause = (error.get("ctx") or {}).get("error")
+            if isinstance(cause, FieldProblem):
+                raise cause from None
+            raise FieldProblem("campaign", _describe(error)) from None
         return self
+
+
+def _optional(value: object, name: str, check: Callable[[str], str], expected: str) -> str | None:
+    """An optional text setting: None when empty, else ``check``'s answer, its ValueError naming ``name``."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        raise FieldProblem(name, f"expected {expected}, got {type(value).__name__}")
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise FieldProblem(name, str(exc)) from None
 
 
 class AdmissionRefused(InvalidRequest):
