@@ -34,10 +34,13 @@ def test_gbk_is_detected_at_the_first_line_that_is_not_ascii() -> None:
     assert len(got) == 5001 and got[-1] == Row(5002, "13900139000", {"name": "王五"})
 
 
-@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
-def test_utf8_with_or_without_bom_and_crlf(bom: bytes) -> None:
-    data = bom + BILL.replace("\n", "\r\n").replace("phone", " Phone ").encode()
-    assert rows(data)[0] == Row(2, "13800138000", {"name": "张三", "amount": "12.50"})
+@pytest.mark.parametrize(("bom", "newline"), [(b"", "\r\n"), (b"\xef\xbb\xbf", "\n"), (b"", "\r")])
+def test_utf8_with_or_without_bom_and_any_line_ending(bom: bytes, newline: str) -> None:
+    data = bom + BILL.replace("\n", newline).replace("phone", " Phone ").encode()
+    assert rows(data) == [
+        Row(2, "13800138000", {"name": "张三", "amount": "12.50"}),
+        Row(3, "13900139000", {"name": "李四", "amount": "3"}),
+    ]
 
 
 def test_a_named_encoding_is_used_and_a_line_it_cannot_decode_is_a_row_error() -> None:

@@ -15,6 +15,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import redis
+from hypothesis import HealthCheck, given
+from hypothesis import settings as runs
+from hypothesis import strategies as st
 
 from config.settings import Settings
 from tasks.request import InvalidRequest
@@ -137,6 +140,33 @@ def test_the_signature_is_counted_in_the_parts(store: Store, settings: Settings)
     data = csv_bytes([f"13800138000,{'名' * 35},{'9' * 21}"])  # 71 with the signature
     assert intake.dry_run(io.BytesIO(data), "f.csv", BILL, settings, store).parts == 1
     assert intake.dry_run(io.BytesIO(data), "f.csv", BILL, signed, Store(store.r, signed)).parts == 2
+
+
+@runs(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    cells=st.lists(
+        st.lists(
+            st.one_of(st.text(max_size=40), st.sampled_from(["13800138000", "+85291234567", "1e9", ""])),
+            min_size=1,
+            max_size=4,
+        ),
+        max_size=12,
+    ),
+    header=st.sampled_from(["phone,name,amount", "phone", "手机号,amount,name,note", "name,phone"]),
+)
+def test_any_table_gives_a_dry_run_or_one_clear_refusal(
+    store: Store, settings: Settings, cells: list[list[str]], header: str
+) -> None:
+    body = io.StringIO()
+    csv.writer(body).writerows(cells)
+    data = (header + "\n" + body.getvalue()).encode("utf-8", "surrogatepass")
+    try:
+        dry = intake.dry_run(io.BytesIO(data), "any.csv", BILL, settings, store)
+    except InvalidRequest as exc:
+        assert str(exc) and "\n" not in str(exc)
+        return
+    assert dry.rows == dry.accepted + dry.duplicates + dry.rejected
+    assert all(reject.line >= 2 and reject.reason for reject in dry.rejects)
 
 
 # -- admission --------------------------------------------------------------------------------------

@@ -158,7 +158,8 @@ class _Lines:
             self.encoding = "utf-8"
             head = head[len(codecs.BOM_UTF8) :]
         self._head = bytes(head)
-        self._raw = _cut(self.stream, self._head)
+        newline = b"\r" if b"\n" not in head and b"\r" in head else b"\n"  # CR alone: old Mac Excel
+        self._raw = _cut(self.stream, self._head, newline)
 
     def first_text(self) -> str:
         """The first line that is not blank ("" if none), kept to be read again."""
@@ -220,13 +221,13 @@ class _Lines:
             return "\n"
 
 
-def _cut(stream: BinaryIO, head: bytes) -> Iterator[bytes | None]:
-    """``stream``'s lines (each with its ``\\n``; the last may lack it), ``head`` first; None for a line
-    longer than ``MAX_LINE_BYTES``, whose bytes are skipped, not kept."""
+def _cut(stream: BinaryIO, head: bytes, newline: bytes) -> Iterator[bytes | None]:
+    """``stream``'s lines (each with its ``newline``; the last may lack it), ``head`` first; None for a
+    line longer than ``MAX_LINE_BYTES``, whose bytes are skipped, not kept."""
     rest, skipping = head, False
     while True:
         start = 0
-        while (end := rest.find(b"\n", start)) >= 0:
+        while (end := rest.find(newline, start)) >= 0:
             too_long = skipping or end + 1 - start > MAX_LINE_BYTES
             yield None if too_long else rest[start : end + 1]
             start, skipping = end + 1, False
