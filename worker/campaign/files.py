@@ -10,7 +10,8 @@ Encodings: UTF-8 with or without a BOM, and GBK/GB18030 as Excel in China saves 
 Undetected, the file is read as ASCII until its first line that is not; that line decides (UTF-8 if it
 decodes, else GB18030), so a file whose Chinese starts on line 50,000 is still read right.
 
-The file is read in blocks and never held whole (memory stays flat however long it is). Whatever the
+Lines end in LF, CRLF or (Excel for old Macs) CR alone. The file is read in blocks of 64 KB and never
+held whole (memory stays flat however long it is). Whatever the
 bytes, the reader yields ``Row``s and ``RowError``s (a line that does not decode, is too long, has a NUL,
 cells that do not match the header, JSON that is not an object, a value that is not text or a number),
 or raises one ``FileError`` naming the problem (empty, no phone column, a spreadsheet instead of text).
