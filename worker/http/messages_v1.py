@@ -4,17 +4,19 @@ A send is queued exactly as ``send_sms.delay()`` queues it (``SendTask.apply_asy
 producer, so a bad request is a 422 and nothing is queued), with the message id chosen here so the
 answer can name it at once (202 and ``Location``).
 
-Idempotency (``Idempotency-Key`` header or the body's ``idempotency_key``) reuses the task's own check,
-``tasks.send._earlier`` (``Store.claim_idempotency``), in this order: publish the task, then claim the
-key for its message id. The key is claimed first or found held: by the same body (answer 200 with the
-first message, ``"duplicate": true``; the task just queued finds the key held too and sends nothing) or
-another body (409 naming ``idempotency_key``). Publishing first means a failed publish leaves no claim
-behind that would turn the caller's retry into a "duplicate" of a message that was never queued; and a
-claim that fails after the publish is safe to retry with the same key (the task claims the key itself).
+Idempotency (``Idempotency-Key`` header or the body's ``idempotency_key``, each API key in a space of
+its own: :func:`scoped_key`) reuses the task's own check, ``tasks.send._earlier``
+(``Store.claim_idempotency``), in this order: publish the task, then claim the key for its message id.
+The key is claimed now or found held: by the same body (answer 200 with the first message,
+``"duplicate": true``; the task just queued finds the key held too and sends nothing) or by another
+body (409 naming ``idempotency_key``). Publishing first means a failed publish leaves no claim behind
+that would turn the caller's retry into a "duplicate" of a message never queued; and a claim that fails
+after the publish is safe to retry with the same key (the task claims the key itself).
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -39,6 +41,7 @@ MESSAGE_ID = r"^[0-9A-Za-z-]{1,64}$"
 # Publishing from a request waits out a short blip only; a longer broker outage is a 503 at once.
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2, "interval_max": 0.5}
 UNREACHABLE = "Redis or the broker is out of reach; try again"
+MAX_KEY_CHARS = 128  # send_sms's idempotency_key
 EXAMPLES: dict[str, Any] = {
     "otp": {
         "summary": "One OTP",
@@ -131,11 +134,11 @@ def router(settings: Settings, store: Store, route_class: type[APIRoute]) -> API
         """Send one message to one phone or many: ``send_sms``'s arguments as JSON."""
         if body.kind != "otp":
             caller.require_full(f"kind={body.kind}")
-        request = _with_key(body, idempotency_key)
+        request, given_key = _with_key(body, idempotency_key, caller.name)
         message_id = str(uuid.uuid4())
         _publish(request, message_id)
-        if request.idempotency_key:
-            earlier = _claim(store, request, message_id)
+        if given_key is not None:
+            earlier = _claim(store, request, message_id, given_key)
             if earlier is not None:
                 response.status_code = 200
                 response.headers["Location"] = f"/v1/messages/{earlier['message_id']}"
@@ -188,15 +191,26 @@ def router(settings: Settings, store: Store, route_class: type[APIRoute]) -> API
     return api
 
 
-def _with_key(body: SendInput, header: str | None) -> SendInput:
-    """The request with the header's idempotency key; both given and different is a 422."""
-    if header is None:
-        return body
-    if body.idempotency_key is not None and body.idempotency_key != header:
+def _with_key(body: SendInput, header: str | None, caller: str) -> tuple[SendInput, str | None]:
+    """The request with its idempotency key (the header's or the body's; both and different: 422) made
+    the caller's own (:func:`scoped_key`), and the key as given."""
+    if header is not None and body.idempotency_key is not None and body.idempotency_key != header:
         raise field_error(
             422, ["header", "idempotency-key"], "differs from the body's idempotency_key", "idempotency_key"
         )
-    return body.model_copy(update={"idempotency_key": header})
+    given = header if header is not None else body.idempotency_key
+    if given is None:
+        return body, None
+    return body.model_copy(update={"idempotency_key": scoped_key(caller, given)}), given
+
+
+def scoped_key(caller: str, key: str) -> str:
+    """``key`` within ``caller``'s own space, so two applications that both say ``order-42`` never take
+    each other's message; a hash of it where the two would pass ``send_sms``'s 128 characters."""
+    scoped = f"{caller}:{key}"
+    if len(scoped) <= MAX_KEY_CHARS:
+        return scoped
+    return f"{caller}:sha256:{hashlib.sha256(key.encode()).hexdigest()[:40]}"
 
 
 def _publish(request: SendInput, message_id: str) -> None:
@@ -213,13 +227,15 @@ def _publish(request: SendInput, message_id: str) -> None:
         raise HTTPException(503, f"{UNREACHABLE}: nothing was queued") from None
 
 
-def _claim(store: Store, request: SendInput, message_id: str) -> dict[str, Any] | None:
-    """The first message sent with this key (None: it is this one); 409 when its body was another."""
+def _claim(store: Store, request: SendInput, message_id: str, given: str) -> dict[str, Any] | None:
+    """The first message sent with this key (None: it is this one); 409 when its body was another (the
+    key named as the caller gave it)."""
     key = request.idempotency_key or ""
     try:
         return _earlier(store, key, message_id, _fingerprint(request))
     except InvalidRequest as exc:
-        raise refused(409, from_invalid(exc, kind="idempotency_conflict")) from None
+        told = InvalidRequest(str(exc).replace(repr(key), repr(given)))
+        raise refused(409, from_invalid(told, kind="idempotency_conflict")) from None
     except INFRA_ERRORS:
         raise HTTPException(503, f"{UNREACHABLE}: it may be queued; retry with the same key") from None
 
