@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -47,6 +48,8 @@ PAGE_CHUNKS = 1000  # a page's chunk j is chunk number page * 1000 + j
 MIN_TARGET = 2  # chunks in flight per campaign, however slow its vendor
 CANCEL_SCAN = 1000  # recipients looked at per HSCAN step while cancelling
 HELD_BATCH = 100  # held chunks queued again per step on resume
+FEED_BUDGET_S = 0.5  # a tick feeds pages for at most this long (or half a tick), then the next goes on
+LOCK_S = 60.0  # a campaign's feed lock lasts this long at least (a tick that dies lets go of it then)
 MINUTE_MS = 60_000
 
 
@@ -68,12 +71,13 @@ def tick_campaigns() -> dict[str, int]:
 def run_tick(store: Store, settings: Settings, now: int) -> dict[str, int]:
     """One tick at ``now`` (ms; the clock is the caller's, so a test can run the tick at any hour).
     Campaigns that want pages are fed one page each in turn (in a random order each tick), so that
-    campaigns sharing a vendor's queue interleave there instead of queuing behind each other."""
+    campaigns sharing a vendor's queue interleave there instead of queuing behind each other, for at
+    most ``FEED_BUDGET_S`` (or half a tick): a tick never runs long, the next one goes on."""
     ids = store.active_campaigns()
     metas = dict(zip(ids, store.campaign_metas(ids), strict=True))
     running = _running_per_vendor(metas, settings, now)
     outcomes: Counter[str] = Counter()
-    lock_ms = int(max(30.0, settings.campaign.tick_s * 10) * 1000)
+    lock_ms = int(max(LOCK_S, settings.campaign.tick_s * 10) * 1000)
     locks: list[tuple[str, str]] = []
     feeders: list[Feeder] = []
     try:
@@ -86,12 +90,14 @@ def run_tick(store: Store, settings: Settings, now: int) -> dict[str, int]:
                 outcomes["locked"] += 1
                 continue
             locks.append((campaign_id, token))
-            outcome, feeder = _step(store, settings, campaign_id, meta, now, running)
+            current = store.campaign_meta(campaign_id) or meta  # as it stands now that it is ours
+            outcome, feeder = _step(store, settings, campaign_id, current, now, running)
             outcomes[outcome] += 1
             if feeder is not None:
                 feeders.append(feeder)
         random.shuffle(feeders)
-        while feeders:
+        stop = time.monotonic() + max(FEED_BUDGET_S, settings.campaign.tick_s / 2)
+        while feeders and time.monotonic() < stop:  # the next tick goes on
             feeders = [feeder for feeder in feeders if feeder.feed_one()]
     finally:
         for campaign_id, token in locks:
