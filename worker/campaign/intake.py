@@ -10,7 +10,9 @@ the phones normalized, ``validate_request`` and ``build_plan`` (routing, renderi
 with each row's own parameters (the template's; other columns are ignored, and said so), then billed
 parts counted per recipient (``providers.text.sms_parts`` with the routed vendor's signature). A row
 refused on the way goes to the rejects sink (CSV ``line,phone,reason``, the phone masked) and the first
-``campaign.rejects_shown`` into the answer. A phone already accepted earlier in the file is a duplicate.
+``campaign.rejects_shown`` into the answer. A number met again is a duplicate, not sent twice: within a
+page whatever became of its first row, across pages once an earlier row was accepted (the recipient's
+record is how ``Store.campaign_append`` knows; refused rows are not recorded).
 
 The admission check: the parts per vendor against its last known balance (``Store.balances``; the
 reading of the campaign's kind where the vendor keeps several). ``submit`` is refused
