@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 
 from tests.conftest import WorkerProcess
 from tests.test_campaign_control import phones, seed_campaign
-from tests.test_cli_send_status import logging_restored  # noqa: F401 - an autouse fixture
+from tests.test_cli_send_status import logging_restored, one_line_error  # noqa: F401 - an autouse fixture
 from worker.cli import main
 from worker.commands.campaign import parse_start
 from worker.store import Outcome, Recording, State, Store
@@ -29,13 +29,6 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 def cli(*args: str) -> Result:
     return CliRunner().invoke(main, ["campaign", *args])
-
-
-def one_line_error(out: Result, code: int, *needles: str) -> None:
-    assert out.exit_code == code, out.output
-    assert out.output.count("\n") == 1 and out.output.startswith("Error: "), out.output
-    for needle in needles:
-        assert needle in out.output, out.output
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -177,29 +178,48 @@ def status(message_id: str, show: bool, states: tuple[str, ...], phone: str | No
             raise BadInput(f"--state: {wanted!r} is not a state ({', '.join(sorted(known))})")
     number = _phone(phone) if phone is not None else None
     store = open_store()
+    overview = _overview(store, message_id)
+    if number is not None and store.recipient(message_id, number) is None:
+        raise NotFound(f"no recipient {mask(number)} in message {message_id}")
+    listing = show or bool(states) or number is not None
+    pages = _pages(store, message_id, set(states), number) if listing else iter(())
+    if as_json:
+        rows = [row for page in pages for row in page]
+        waits = store.next_attempts(message_id, [p for p, rec in rows if rec.state == State.RETRY])
+        click.echo(json.dumps(_document(overview, rows, waits), ensure_ascii=False))
+        return
+    _print_summary(overview)
+    if listing:
+        click.echo("")
+    shown = 0
+    for page in pages:  # printed page by page: a million recipients are never held at once
+        waits = store.next_attempts(message_id, [p for p, rec in page if rec.state == State.RETRY])
+        for phone_, record in page:
+            click.echo(_row(phone_, record, overview.tz, waits.get(phone_)))
+        shown += len(page)
+    if listing and not shown:
+        click.echo("no recipient matches", err=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    """What ``status`` shows of a message above its recipients."""
+
+    id: str
+    meta: dict[str, str]
+    counts: Counter[str]
+    parts: int | None
+    vendors: dict[str, Counter[str]]
+    tz: ZoneInfo
+
+
+def _overview(store: Store, message_id: str) -> Overview:
     meta = store.message(message_id)
     counts = store.counts(message_id)
     if not meta and not counts:
         raise NotFound(f"no message {message_id} (unknown, or older than the retention)")
-    tz = zone(store.settings)
-    listing = show or bool(states) or number is not None
-    rows = list(_selected(store, message_id, set(states), number)) if listing else []
-    if number is not None and not rows and not states:
-        raise NotFound(f"no recipient {mask(number)} in message {message_id}")
-    waits = store.next_attempts(message_id, [p for p, rec in rows if rec.state == State.RETRY])
-    vendors = store.vendor_counts(message_id)
     parts = store.progress(message_id).get("parts")
-    if as_json:
-        document = _document(message_id, meta, counts, parts, vendors, rows, waits, tz)
-        click.echo(json.dumps(document, ensure_ascii=False))
-        return
-    _print_summary(message_id, meta, counts, parts, vendors, tz)
-    if listing:
-        click.echo("")
-        for phone_, record in rows:
-            click.echo(_row(phone_, record, tz, waits.get(phone_)))
-        if not rows:
-            click.echo("no recipient matches", err=True)
+    return Overview(message_id, meta, counts, parts, store.vendor_counts(message_id), zone(store.settings))
 
 
 def _phone(raw: str) -> str:
@@ -209,51 +229,46 @@ def _phone(raw: str) -> str:
         raise BadInput(f"--phone: {exc}") from None
 
 
-def _selected(
+def _pages(
     store: Store, message_id: str, states: set[str], phone: str | None
-) -> Iterator[tuple[str, Record]]:
-    """The recipients asked for: one phone (HGET), else every page of the hash in the given states."""
+) -> Iterator[list[tuple[str, Record]]]:
+    """The recipients asked for, a page at a time: one phone (HGET), else the hash in HSCAN pages, only
+    those in ``states`` if any."""
     if phone is not None:
         record = store.recipient(message_id, phone)
         if record is not None and (not states or record.state in states):
-            yield phone, record
+            yield [(phone, record)]
         return
     cursor = 0
     while True:
         page = store.recipients_page(message_id, cursor, count=1000, states=states or None)
-        yield from page.recipients
+        yield page.recipients
         cursor = page.cursor
         if cursor == 0:
             return
 
 
-def _print_summary(
-    message_id: str,
-    meta: dict[str, str],
-    counts: Counter[str],
-    parts: int | None,
-    vendors: dict[str, Counter[str]],
-    tz: ZoneInfo,
-) -> None:
+def _print_summary(overview: Overview) -> None:
+    meta, tz = overview.meta, overview.tz
     lines = {
-        "message": message_id,
+        "message": overview.id,
         "kind": meta.get("kind", ""),
         "template": meta.get("template", "") or "(content)",
         "created": local_time(int(meta.get("created_ms") or 0), tz),
         "recipients": f"{int(meta.get('recipients') or 0):,}"
         + (f" in {int(meta['chunks']):,} chunks" if meta.get("chunks") else ""),
         "planned": meta.get("providers", "") or "-",
-        "vendors": _vendors_line(vendors),
+        "vendors": _vendors_line(overview.vendors),
     }
     if meta.get("campaign") == "1":
-        lines["campaign"] = f"yes: smsdispatch campaign status {message_id}"
+        lines["campaign"] = f"yes: smsdispatch campaign status {overview.id}"
     for key, value in lines.items():
         click.echo(f"{key:<11}{value}")
     click.echo("")
-    for state_name, n in counts.most_common():
+    for state_name, n in overview.counts.most_common():
         click.echo(f"{state_name:<14}{n:>9,}")
-    if parts:
-        click.echo(f"{'billed parts':<14}{parts:>9,}")
+    if overview.parts:
+        click.echo(f"{'billed parts':<14}{overview.parts:>9,}")
 
 
 def _vendors_line(vendors: dict[str, Counter[str]]) -> str:
@@ -280,19 +295,13 @@ def _next(wait: NextAttempt | None, tz: ZoneInfo) -> str:
 
 
 def _document(
-    message_id: str,
-    meta: dict[str, str],
-    counts: Counter[str],
-    parts: int | None,
-    vendors: dict[str, Counter[str]],
-    rows: Sequence[tuple[str, Record]],
-    waits: dict[str, NextAttempt],
-    tz: ZoneInfo,
+    overview: Overview, rows: Sequence[tuple[str, Record]], waits: dict[str, NextAttempt]
 ) -> dict[str, Any]:
     """``status --json``: stable keys; times as ISO 8601 with the zone's offset and as ms."""
+    meta, tz = overview.meta, overview.tz
     created_ms = int(meta.get("created_ms") or 0)
     return {
-        "id": message_id,
+        "id": overview.id,
         "timezone": tz.key,
         "meta": {
             "kind": meta.get("kind", ""),
@@ -304,9 +313,9 @@ def _document(
             "created": iso_time(created_ms, tz),
             "created_ms": created_ms,
         },
-        "counts": dict(counts),
-        "parts": parts,
-        "vendors": {name: dict(c) for name, c in vendors.items() if name},
+        "counts": dict(overview.counts),
+        "parts": overview.parts,
+        "vendors": {name: dict(c) for name, c in overview.vendors.items() if name},
         "recipients": [_recipient(phone, record, waits.get(phone), tz) for phone, record in rows],
     }
 
