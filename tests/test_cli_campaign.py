@@ -248,3 +248,16 @@ def test_submit_follow_sends_every_row_once_with_its_own_parameters(
     assert "done sent 2,000/2,000 (100.0%)" in out.output
     received = sim.state.counters("infocloud").received
     assert received == {f"139{i:08d}": 1 for i in range(2000)}
+
+
+def test_a_marketing_campaign_in_quiet_hours_says_it_is_held_and_until_when(store: Store) -> None:
+    from tasks.campaign import run_tick
+
+    cid = seed_campaign(store, phones(3), kind="marketing", params={"name": "张三", "amount": "10"})
+    late = datetime(2026, 11, 28, 23, 0, tzinfo=SHANGHAI)
+    run_tick(store, store.settings, int(late.timestamp() * 1000))  # beat's tick at 23:00 Beijing time
+    out = cli("status", cid)
+    assert out.exit_code == 0, out.output
+    status = next(line for line in out.output.splitlines() if line.startswith("status"))
+    assert "running" in status and "held (quiet hours 21:00-08:00) until 2026-11-29 08:00 CST" in status
+    assert "running (quiet hours 21:00-08:00)" in cli("list").output
