@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
+import structlog
 from fastapi import APIRouter, Form, HTTPException, Path, Query, UploadFile
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, Json
@@ -33,6 +34,7 @@ from worker.http.problems import Message, Problems, field_error, from_invalid, r
 from worker.http.streams import stream_text
 from worker.store import Store
 
+log = structlog.get_logger(__name__)
 T = TypeVar("T")
 CAMPAIGN_ID = r"^[0-9a-f]{32}$"
 CampaignId = Annotated[str, Path(pattern=CAMPAIGN_ID, description="32 hexadecimal digits")]
@@ -165,7 +167,7 @@ def router(settings: Settings, store: Store, route_class: type[APIRoute]) -> API
         },
     )
     def submit_campaign(
-        form: Annotated[CampaignForm, Form(media_type="multipart/form-data")], _: AnyCaller
+        form: Annotated[CampaignForm, Form(media_type="multipart/form-data")], caller: AnyCaller
     ) -> JSONResponse:
         """Submit a campaign (or check it, with ``dry_run``): the file is read page by page, duplicates
         removed, refused rows counted and the first of them returned with their lines and reasons."""
@@ -184,6 +186,7 @@ def router(settings: Settings, store: Store, route_class: type[APIRoute]) -> API
             raise refused(422, _form_problems(exc)) from None
         except INFRA_ERRORS:
             raise HTTPException(503, f"{UNREACHABLE}: nothing was submitted") from None
+        log.info("campaign submitted over HTTP", campaign_id=done.id, api_key=caller.name)
         location = f"/v1/campaigns/{done.id}"
         return JSONResponse(done.to_json(), status_code=201, headers={"Location": location})
 

@@ -128,7 +128,8 @@ def router(settings: Settings, store: Store, route_class: type[APIRoute]) -> API
         response: Response,
         caller: AnyCaller,
         idempotency_key: Annotated[
-            str | None, Header(min_length=1, max_length=128, description="same key, same body: same answer")
+            str | None,
+            Header(min_length=1, max_length=MAX_KEY_CHARS, description="same key, same body: same answer"),
         ] = None,
     ) -> MessageAccepted:
         """Send one message to one phone or many: ``send_sms``'s arguments as JSON."""
