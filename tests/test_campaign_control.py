@@ -154,6 +154,7 @@ def test_view_counts_every_state_and_serializes(store: Store) -> None:
     assert data["window"] == "09:00-18:00" and data["start"] is None and data["done"] is False
     summary = control.summary(view)
     assert (summary["pending"], summary["settled"], summary["rows"]) == (4, 0, 4)
+    assert (summary["refused"], summary["rejected"], summary["queued"]) == (0, 0, 4)
 
 
 def test_report_has_one_line_per_recipient_with_zone_and_parts(store: Store) -> None:

@@ -137,8 +137,10 @@ def write_report(store: Store, campaign_id: str, out: TextIO) -> None:
 
 
 def summary(view: CampaignView) -> dict[str, Any]:
-    """The totals an operator reads at the end (or while it runs): rows, what was refused, recipients
-    settled and still pending, per state, and billed parts."""
+    """The totals an operator reads at the end (or while it runs): rows, accepted, duplicates, ``refused``
+    (rows refused at intake), recipients per state (``rejected`` among them: refused by a vendor),
+    ``sent`` (submitted or delivered), ``settled`` (past the vendor call: a final state or submitted),
+    ``pending`` (queued, retry, sending), and billed and planned parts."""
     counts = view.counts
     settled = sum(counts.get(s.value, 0) for s in FINAL) + counts.get(State.SUBMITTED.value, 0)
     return {
@@ -147,7 +149,7 @@ def summary(view: CampaignView) -> dict[str, Any]:
         "status": view.status,
         "rows": view.rows,
         "accepted": view.accepted,
-        "rejected": view.rejected,
+        "refused": view.rejected,
         "duplicates": view.duplicates,
         "sent": counts.get(State.SUBMITTED.value, 0) + counts.get(State.DELIVERED.value, 0),
         "settled": settled,
