@@ -140,6 +140,10 @@ def test_keys_come_from_the_environment_as_json(monkeypatch: pytest.MonkeyPatch,
     with pytest.raises(SettingsError, match="16 to 256") as refused:
         load_settings()
     assert "short-secret" not in str(refused.value)
+    twice = [{"name": "shop", "key": FULL_KEY}, {"name": "shop", "key": OTP_KEY}]
+    monkeypatch.setenv("SMSD_API__KEYS", json.dumps(twice))
+    with pytest.raises(SettingsError, match="two keys have the same name"):
+        load_settings()
 
 
 # -- POST /v1/messages -------------------------------------------------------------------------------
