@@ -174,6 +174,12 @@ def test_send_queues_and_prints_the_message_id(r: redis.Redis, settings: Any) ->
     assert Store(r, settings).queue_length("sms.otp") == 1
 
 
+def test_send_wait_without_a_worker_says_which_queue_and_exits_1(r: redis.Redis, settings: Any) -> None:
+    out = cli("send", P1, "-t", "login_code", "-p", "code=1", "--kind", "otp", "--wait", "0.5")
+    assert out.exit_code == 1, out.output
+    assert out.output.endswith("Error: not planned within 0.5 s: is a worker consuming sms.otp?\n")
+
+
 def test_an_unreachable_redis_is_exit_5_in_one_line(
     env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
