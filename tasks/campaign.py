@@ -9,7 +9,7 @@ active campaign along, one tick at a time, under a per-campaign lock (two beats 
   flight than its share of the vendor's pace (``target``); done once every page is fed and no recipient
   is left queued, waiting for a retry or being sent.
 - ``cancelling``: its recipients still queued or waiting for a retry are recorded ``cancelled`` (a scan
-  of its recipients, in pages), then it is ``cancelled``.
+  of its recipients, in pages, from tick to tick), then it is ``cancelled``.
 - ``paused``: nothing; chunks that reach a worker wait on its held list.
 
 Feeding a page: plan it (``build_plan``, as send_sms does, with each row's own parameters), open each
@@ -117,7 +117,7 @@ def _step(
         bound.info("campaign started")
         status = "running"
     if status == "cancelling":
-        return _cancel(store, campaign_id), None
+        return _cancel(store, settings, campaign_id, meta), None
     if status != "running":
         return status, None
     hold = held(meta, settings, now)
@@ -321,18 +321,25 @@ def _release_held(store: Store, settings: Settings, campaign_id: str) -> None:
         log.info("campaign resumed: held chunks queued again", chunks=len(jobs))
 
 
-def _cancel(store: Store, campaign_id: str) -> str:
+def _cancel(store: Store, settings: Settings, campaign_id: str, meta: Mapping[str, str]) -> str:
     """Record every recipient still queued or waiting for a retry as cancelled (fed or not: chunks
-    already queued find nothing left and end), then the campaign is cancelled."""
-    cursor, cancelled = 0, 0
+    already queued find nothing left and end), a scan of its recipients that goes on from tick to tick
+    (its cursor in the meta, ``cancel_cursor``); once through, the campaign is cancelled."""
+    cursor = _int(meta, "cancel_cursor")
+    stop = time.monotonic() + max(FEED_BUDGET_S, settings.campaign.tick_s / 2)
+    cancelled = 0
     while True:
         cursor, phones = store.unsent_scan(campaign_id, cursor, CANCEL_SCAN)
         if phones:
             cancelled += len(store.cancel_recipients(campaign_id, phones))
         if cursor == 0:
             break
+        if time.monotonic() > stop:
+            store.note_campaign(campaign_id, cancel_cursor=str(cursor))
+            log.info("campaign cancelling", campaign_id=campaign_id, cancelled=cancelled)
+            return "cancelling"
     store.campaign_control(campaign_id, "cancelled")
-    log.info("campaign cancelled", cancelled=cancelled)
+    log.info("campaign cancelled", campaign_id=campaign_id, cancelled=cancelled)
     return "cancelled"
 
 

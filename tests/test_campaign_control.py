@@ -313,3 +313,23 @@ def test_a_campaign_is_done_only_when_every_page_is_fed_and_nobody_is_left_unsen
     store.record(cid, "infocloud", Recording(outcomes), from_states=("queued",))
     assert run_tick(store, store.settings, now_ms()) == {"done": 1}
     assert control.get_campaign(store, cid).status == "done"
+
+
+def test_a_long_cancel_goes_on_from_tick_to_tick(  # type: ignore[no-untyped-def]
+    r: redis.Redis, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tasks.campaign
+    from tasks.campaign import run_tick
+
+    monkeypatch.setattr(tasks.campaign, "FEED_BUDGET_S", 0.0)
+    monkeypatch.setattr(tasks.campaign, "CANCEL_SCAN", 10)
+    fast = settings.model_copy(update={"campaign": settings.campaign.model_copy(update={"tick_s": 0.002})})
+    store = Store(r, fast)
+    cid = seed_campaign(store, phones(2000, "132"), **ORDER)
+    control.cancel(store, cid)
+    ticks = [run_tick(store, fast, now_ms()) for _ in range(3)]
+    assert ticks[0] == {"cancelling": 1} and int(store.campaign_meta(cid)["cancel_cursor"]) > 0
+    while run_tick(store, fast, now_ms()):
+        pass
+    view = control.get_campaign(store, cid)
+    assert view.status == "cancelled" and {s: n for s, n in view.counts.items() if n} == {"cancelled": 2000}
