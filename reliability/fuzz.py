@@ -1,14 +1,17 @@
-"""Property fuzzing of everything that comes from outside, at scale: ``send_sms``'s arguments, every
-vendor adapter's answer parsing (send, receipts, inbound, balance) and the settings.
+"""Property fuzzing of everything that comes from outside, at scale: ``send_sms``'s arguments, the HTTP
+API's bodies and headers (``POST /v1/messages``, ``POST /v1/campaigns`` uploads), recipient files and the
+campaign intake's dry run, every vendor adapter's answer parsing (send, receipts, inbound, balance), every
+push parser and what the push receiver keeps, and the settings.
 
     uv run python -m reliability.fuzz [--cases 10000] [--only send_sms,settings,...] [--seed N]
 
 For each target it prints ``cases / refused / accepted / unhandled``: *refused* is the clear error the
-target promises (``InvalidRequest``, an error of ``providers/errors.py``, ``SettingsError``),
-*unhandled* anything else (a traceback a user would see). The last line is ``PASS`` when no target has
-an unhandled case, else ``FAIL`` with the first example of each. The strategies are the ones the test
-suite's property tests use (``tests/strategies_input.py``, ``tests/providers/strategies.py``,
-``tests/strategies_settings.py``), drawn here many more times.
+target promises (``InvalidRequest``, an error of ``providers/errors.py``, ``SettingsError``, a 4xx of the
+API in its documented shape naming the field, in one line), *unhandled* anything else (a traceback a user
+would see, a 5xx). The last line is ``PASS`` when no target has an unhandled case, else ``FAIL`` with the
+first example of each. The strategies are the ones the test suite's property tests use
+(``tests/strategies_input.py``, ``tests/providers/strategies.py``, ``tests/strategies_settings.py``),
+drawn here many more times; the API's, the files' and the intake's are in ``reliability/fuzz_targets.py``.
 """
 
 from __future__ import annotations
