@@ -1,10 +1,11 @@
 """The simulator's ASGI app: every registered vendor under the paths its real API uses, plus ``/_sim/*``
 controls.
 
-Controls (JSON): ``GET /_sim/stats`` counters per vendor; ``POST /_sim/faults`` ``{"vendor": {plan}}``
-(see :class:`FaultPlan`; ``null`` clears); ``POST /_sim/config`` fields of :class:`SimConfig`;
-``POST /_sim/reset`` clears counters, queues and faults; ``POST /_sim/inbound`` ``{"vendor", ...}`` queues
-a reply (MO) for vendors that offer inbound (``phone``, ``content``).
+Controls (JSON): ``GET /_sim/stats`` counters per vendor; ``GET /_sim/calls?vendor=`` each accepted send
+call's arrival time (unix s) and tag (Infocloud: the bid), for rate checks; ``POST /_sim/faults``
+``{"vendor": {plan}}`` (see :class:`FaultPlan`; ``null`` clears); ``POST /_sim/config`` fields of
+:class:`SimConfig`; ``POST /_sim/reset`` clears counters, queues and faults; ``POST /_sim/inbound``
+``{"vendor", ...}`` queues a reply (MO) for vendors that offer inbound (``phone``, ``content``).
 
 Vendors that push do so from a background thread (``pusher.py``, ``app.state.pusher``) once
 ``SimConfig.push_urls`` names our receivers for them.
@@ -58,6 +59,9 @@ def _control_routes(state: SimState) -> list[Route]:
     async def stats(request: Request) -> JSONResponse:
         return JSONResponse(state.stats())
 
+    async def calls(request: Request) -> JSONResponse:
+        return JSONResponse({"calls": state.arrivals(request.query_params.get("vendor", ""))})
+
     async def faults(request: Request) -> JSONResponse:
         body: dict[str, Any] = await request.json()
         for vendor, plan in body.items():
@@ -86,6 +90,7 @@ def _control_routes(state: SimState) -> list[Route]:
 
     return [
         Route("/_sim/stats", stats, methods=["GET"]),
+        Route("/_sim/calls", calls, methods=["GET"]),
         Route("/_sim/faults", faults, methods=["POST"]),
         Route("/_sim/config", config, methods=["POST"]),
         Route("/_sim/reset", reset, methods=["POST"]),

@@ -106,6 +106,9 @@ class PendingReceipt:
 class VendorCounters:
     received: Counter[str] = field(default_factory=Counter)  # phone -> messages the vendor accepted
     call_sizes: list[int] = field(default_factory=list)  # phones per accepted send call
+    # When each accepted send call arrived (unix s) and its tag (Infocloud: our bid): what a rate cap
+    # counts, as the vendor sees it (``GET /_sim/calls``).
+    arrivals: list[tuple[float, str]] = field(default_factory=list)
     requests: int = 0  # every HTTP request, rejected or not
     answered_codes: Counter[str] = field(default_factory=Counter)
     dropped: int = 0  # calls whose answer a time-out or reset fault withheld, counted when the fault ends
@@ -156,14 +159,17 @@ class SimState:
         vendor: str,
         phones: Iterable[str],
         make_receipt: Callable[[str, bool], dict[str, Any]] | None = None,
+        tag: str = "",
     ) -> None:
-        """Count one accepted call and queue a receipt per phone (delivered unless the dice say not)."""
+        """Count one accepted call (with its arrival time and ``tag``) and queue a receipt per phone
+        (delivered unless the dice say not)."""
         phones = list(phones)
         now = time.time()
         with self.lock:
             counters = self.vendors.setdefault(vendor, VendorCounters())
             counters.received.update(phones)
             counters.call_sizes.append(len(phones))
+            counters.arrivals.append((now, tag))
             self.last_accept_at = now
             if make_receipt is None:
                 return
@@ -254,6 +260,11 @@ class SimState:
         return ResetResponse()
 
     # -- reporting ----------------------------------------------------------------------------------
+
+    def arrivals(self, vendor: str) -> list[tuple[float, str]]:
+        """Each accepted send call of ``vendor``: when it arrived (unix s) and its tag, oldest first."""
+        with self.lock:
+            return list(self.vendors.get(vendor, VendorCounters()).arrivals)
 
     def stats(self) -> dict[str, Any]:
         with self.lock:

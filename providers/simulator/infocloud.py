@@ -171,7 +171,7 @@ class InfocloudSim:
             self.balance -= len(good)
         msg_id = str(570000000000000000 + self.state.next_id())
         bid = str(body.get("bid") or "")
-        self.state.accept(VENDOR, good, lambda phone, ok: _receipt(msg_id, phone, ok, bid))
+        self.state.accept(VENDOR, good, lambda phone, ok: _receipt(msg_id, phone, ok, bid), tag=bid)
         return {"msgId": msg_id, "desc": "null", "failPhones": ",".join(bad)}
 
     def _receipts(self, body: dict[str, Any]) -> list[dict[str, Any]]:
