@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from worker.store.base import StoreBase, fields
 from worker.store.keys import Keys
-from worker.store.limits import budget_args
+from worker.store.limits import ARRIVAL_MARGIN_MS, HOLD_S, budget_args, go_at, slot
 from worker.store.records import now_ms
 
 BREAKER_TTL_S = 86400  # a breaker nobody has asked about for a day starts closed again
@@ -91,17 +91,22 @@ class VendorsMixin(StoreBase):
         return Gate(bool(allowed), bool(probe), wait_ms / 1000, failures)
 
     def admit(self, provider: str, per_second: float) -> tuple[Gate, float]:
-        """The breaker's answer and one take of the vendor's budget (s to wait, 0: taken), in one round
-        trip: the hot path of every chunk. A budget slot taken while the breaker says no is simply lost."""
+        """The breaker's answer and one take of the vendor's budget, in one round trip: the hot path of
+        every chunk. The take reserves the next slot when it is at most ``HOLD_S`` ahead and, if the
+        breaker lets the call go, sleeps until it: 0 s returned means "go now". Else the seconds until the
+        budget's next slot (nothing taken). A slot reserved while the breaker says no is simply lost.
+        Slots are spaced over ``1 s + ARRIVAL_MARGIN_MS`` (``worker.store.limits``)."""
         conf = self.settings.breaker
         args = ["ask", conf.failures, int(conf.probe_interval_s * 1000), BREAKER_TTL_S]
         keys = [Keys.breaker(provider), Keys.vendor_ok(provider)]
+        budget = budget_args(per_second, ARRIVAL_MARGIN_MS, HOLD_S)
         with self.r.pipeline(transaction=False) as pipe:
             self._script("breaker")(keys=keys, args=args, client=pipe)
-            self._script("gcra")(keys=[Keys.budget(provider)], args=budget_args(per_second), client=pipe)
-            answer, wait_ms = pipe.execute()
+            self._script("gcra")(keys=[Keys.budget(provider)], args=budget, client=pipe)
+            answer, taken = pipe.execute()
         allowed, probe, gate_wait_ms, failures = (int(x) for x in answer)
-        return Gate(bool(allowed), bool(probe), gate_wait_ms / 1000, failures), int(wait_ms) / 1000
+        gate = Gate(bool(allowed), bool(probe), gate_wait_ms / 1000, failures)
+        return gate, go_at(slot(taken)) if gate.allowed else 0.0
 
     def breaker_failed(self, provider: str) -> Tripped:
         """Count a certain failure (the request was not taken: refused connection, 5xx, a busy code)."""
