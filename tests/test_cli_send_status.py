@@ -167,6 +167,20 @@ def test_send_refused_by_the_producer_is_one_line_naming_the_field_and_queues_no
     assert Store(r, settings).queue_length("sms.otp") + Store(r, settings).queue_length("sms.notify") == 0
 
 
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["send", "-t", "login_code"], "Missing argument 'PHONE...'. (see: "),
+        (["send", P1, "--kind", "loud"], "Invalid value for '--kind'"),
+        (["status"], "Missing argument 'MESSAGE_ID'"),
+        (["campaign", "submit", "/nonexistent.csv", "-t", "bill"], "File '/nonexistent.csv' does not exist"),
+        (["nope"], "No such command 'nope'"),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(argv: list[str], needle: str) -> None:
+    one_line_error(cli(*argv), 2, needle)
+
+
 def test_send_queues_and_prints_the_message_id(r: redis.Redis, settings: Any) -> None:
     out = cli("send", f"{P1},{P2}", P3, "-t", "login_code", "-p", "code=1234", "--kind", "otp")
     assert out.exit_code == 0, out.output

@@ -15,6 +15,7 @@ import click
 from config.settings import get_settings
 from worker.console import (
     EXIT_CODES,
+    BadInput,
     Failed,
     Unreachable,
     debugging,
@@ -50,6 +51,10 @@ class Cli(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # a command's own: one line too, not click's usage block
+            if exc.ctx is None:
+                raise
+            raise BadInput(f"{exc.format_message()} (see: {exc.ctx.command_path} --help)") from None
         except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
             raise  # click prints these (a closed pipe, as in `... | head`, quietly)
         except Exception as exc:
