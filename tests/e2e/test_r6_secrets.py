@@ -248,12 +248,13 @@ def start_stack(
     tmp_path: Path,
     api_port: int,
 ) -> WorkerProcess:
-    """The worker, a beat and the API (``smsdispatch api``), each logging to its own file."""
-    worker = start_worker("r6", **run)
+    """The worker, a beat and the API (``smsdispatch api``), each logging to its own file; started
+    together (each takes seconds to import)."""
     beat = [sys.executable, "-m", "celery", "-A", "worker.app", "beat", "-l", "DEBUG"]
     processes.append(Process([*beat, "-s", str(tmp_path / "beat-schedule")], run, tmp_path / "beat.log"))
     api = [sys.executable, "-c", "from worker.cli import main; main()", "api", "--port", str(api_port)]
     processes.append(Process(api, run, tmp_path / "api.log"))
+    worker = start_worker("r6", **run)
     wait_for(lambda: _answers(f"http://127.0.0.1:{api_port}"), timeout=20, interval=0.2)
     return worker
 
@@ -301,12 +302,14 @@ def test_r6_no_secret_in_logs_redis_or_broker_and_no_whole_phone_in_logs(
     started = time.monotonic()
     try:
         worker = start_stack(start_worker, processes, {**os.environ, **env, **extra}, tmp_path, api_port)
+        up = time.monotonic()
         base = f"http://127.0.0.1:{api_port}"
         token = {"infocloud": settings.vendor("infocloud").push_token.get_secret_value()}
         sim.state.config = replace(
             sim.state.config, push_urls={"infocloud": base}, push_tokens=token, receipt_delay_s=0.3
         )
         statuses = traffic(base, api_key)
+        sent = time.monotonic()
         wait_for(lambda: len(webhook.accepted) > 0, timeout=20, interval=0.2)
         assert sim.state.counters("infocloud").pushed > 0, "the simulator pushed no receipt"
     finally:
@@ -326,7 +329,8 @@ def test_r6_no_secret_in_logs_redis_or_broker_and_no_whole_phone_in_logs(
     secret_leaks = leaks({**logs, "Redis values": stored, "Redis commands": commands}, hidden)
     phone_leaks = leaks(logs, phones)
     print(
-        f"\nR6: {time.monotonic() - started:.1f} s; secrets {len(hidden)} ({', '.join(sorted(hidden))}); "
+        f"\nR6: {time.monotonic() - started:.1f} s (up {up - started:.1f}, traffic final {sent - up:.1f}); "
+        f"secrets {len(hidden)} ({', '.join(sorted(hidden))}); "
         f"log lines {lines}; Redis keys {keys} ({len(stored)} chars); Redis commands "
         f"{commands.count(chr(10))}; webhook events {len(webhook.accepted)}; receipts pushed "
         f"{sim.state.counters('infocloud').pushed}; counts {[s['counts'] for s in statuses]}; "
