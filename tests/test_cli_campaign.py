@@ -135,30 +135,6 @@ def test_ctrl_c_stops_following_only(running: str, monkeypatch: pytest.MonkeyPat
     assert json.loads(cli("status", running, "--json").output)["status"] == "running"
 
 
-def test_follow_shows_progress_lines_until_done(
-    start_worker: Callable[..., WorkerProcess], sim: Any, store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from tests.e2e.test_campaigns import Ticker
-    from worker.commands import campaign
-
-    monkeypatch.setattr(campaign, "PLAIN_EVERY_S", 0.0)  # a line every tick, to see it move
-    cid = seed_campaign(store, phones(3000), params={"name": "张三", "amount": "10"})
-    start_worker("follow", queues="sms.bulk", concurrency=2)
-    ticker = Ticker(store)
-    try:
-        out = cli("status", cid, "--follow")
-    finally:
-        ticker.close()
-    assert out.exit_code == 0, out.output
-    progress = [line for line in out.output.splitlines() if " sent " in line and "/3,000 (" in line]
-    assert len({line.split(" sent ")[1].split(" ")[0] for line in progress}) >= 2  # it moved
-    assert "done sent 3,000/3,000 (100.0%)" in progress[-1] and "submitted 3,000" in progress[-1]
-    assert any(line.startswith(f"campaign {cid} done in ") for line in out.output.splitlines())
-    waiting = f"3,000 sent, their receipts still to come (smsdispatch campaign status {cid})"
-    assert out.output.endswith(waiting + "\n")
-    assert sim.state.counters("infocloud").received == {phone: 1 for phone, _ in phones(3000)}
-
-
 def bill_csv(path: Path, rows: int, encoding: str = "utf-8") -> Path:
     """A bill campaign's file: ``rows`` recipients with their own parameters, then a duplicate and a bad
     phone (lines rows + 2 and rows + 3)."""
@@ -230,12 +206,15 @@ def test_admission_refused_when_the_known_balance_is_short_exit_4(store: Store, 
     assert out.exit_code == 0, out.output
 
 
-def test_submit_follow_sends_every_row_once_with_its_own_parameters(
-    start_worker: Callable[..., WorkerProcess], sim: Any, store: Store, tmp_path: Path
+def test_submit_follow_shows_progress_until_done_and_each_number_is_sent_once(
+    start_worker: Callable[..., WorkerProcess], sim: Any, store: Store, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from tests.e2e.test_campaigns import Ticker
+    from worker.commands import campaign
 
-    file = bill_csv(tmp_path / "bill.csv", 2000)
+    monkeypatch.setattr(campaign, "PLAIN_EVERY_S", 0.0)  # not a terminal: a line every tick, to see it move
+    file = bill_csv(tmp_path / "bill.csv", 3000)
     start_worker("submit", queues="sms.bulk", concurrency=2)
     ticker = Ticker(store)
     try:
@@ -243,11 +222,14 @@ def test_submit_follow_sends_every_row_once_with_its_own_parameters(
     finally:
         ticker.close()
     assert out.exit_code == 0, out.output
-    campaign_id = out.output.splitlines()[0]
-    assert any(line.startswith(f"campaign {campaign_id} done in ") for line in out.output.splitlines())
-    assert "done sent 2,000/2,000 (100.0%)" in out.output
-    received = sim.state.counters("infocloud").received
-    assert received == {f"139{i:08d}": 1 for i in range(2000)}
+    cid = out.output.splitlines()[0]
+    progress = [line for line in out.output.splitlines() if " sent " in line and "/3,000 (" in line]
+    assert len({line.split(" sent ")[1].split(" ")[0] for line in progress}) >= 2  # it moved
+    assert "done sent 3,000/3,000 (100.0%)" in progress[-1] and "submitted 3,000" in progress[-1]
+    assert any(line.startswith(f"campaign {cid} done in ") for line in out.output.splitlines())
+    waiting = f"3,000 sent, their receipts still to come (smsdispatch campaign status {cid})"
+    assert out.output.endswith(waiting + "\n")
+    assert sim.state.counters("infocloud").received == {f"139{i:08d}": 1 for i in range(3000)}
 
 
 def test_a_marketing_campaign_in_quiet_hours_says_it_is_held_and_until_when(store: Store) -> None:
