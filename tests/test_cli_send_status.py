@@ -143,6 +143,7 @@ def test_status_json_has_meta_counts_vendors_and_the_recipients_asked_for(store:
 def test_status_errors_are_one_line_with_their_exit_codes(message: str) -> None:
     one_line_error(cli("status", "nope"), 3, "no message nope")
     one_line_error(cli("status", message, "--state", "lost"), 2, "--state: 'lost' is not a state")
+    one_line_error(cli("status", "m\x1b[2J\n1"), 3, "no message m\\x1b[2J\\x0a1")
 
 
 def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(

@@ -217,7 +217,8 @@ def _overview(store: Store, message_id: str) -> Overview:
     meta = store.message(message_id)
     counts = store.counts(message_id)
     if not meta and not counts:
-        raise NotFound(f"no message {message_id} (unknown, or older than the retention)")
+        shown = printable(message_id[:80])  # as typed, but never a terminal escape
+        raise NotFound(f"no message {shown} (unknown, or older than the retention)")
     parts = store.progress(message_id).get("parts")
     return Overview(message_id, meta, counts, parts, store.vendor_counts(message_id), zone(store.settings))
 
