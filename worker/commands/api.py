@@ -54,9 +54,11 @@ def api(host: str, port: int, public_url: str) -> None:
 
     from worker.http import build_app
     from worker.http.auth import describe_keys
+    from worker.logging import configure as configure_logging
     from worker.preflight import announce, check_redis
 
     settings = _settings()
+    configure_logging(settings.log_level, settings.log_json)  # phones masked, secrets dropped, as workers do
     check_redis(settings)
     announce(settings)
     base = (public_url or f"http://{host}:{port}").rstrip("/")
