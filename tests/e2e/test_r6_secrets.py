@@ -339,5 +339,8 @@ def test_r6_no_secret_in_logs_redis_or_broker_and_no_whole_phone_in_logs(
     for leak in secret_leaks + phone_leaks:
         print(f"R6 leak: {leak}")
     assert '"level": "debug"' in logs["worker"] and sum(lines.values()) > 100, "not a DEBUG run"
+    # Every process logs through worker.logging's processors (phones masked, secret fields dropped): the
+    # API's own lines are its JSON records, not structlog's unconfigured console output.
+    assert '"event": "message queued over HTTP"' in logs["API"], "the API logs without worker.logging"
     assert not secret_leaks, f"secrets found: {secret_leaks[:5]}"
     assert not phone_leaks, f"whole phones in logs: {phone_leaks[:5]}"
