@@ -243,3 +243,9 @@ def test_a_marketing_campaign_in_quiet_hours_says_it_is_held_and_until_when(stor
     status = next(line for line in out.output.splitlines() if line.startswith("status"))
     assert "running" in status and "held (quiet hours 21:00-08:00) until 2026-11-29 08:00 CST" in status
     assert "running (quiet hours 21:00-08:00)" in cli("list").output
+
+
+def test_names_are_shown_as_typed_not_as_markup(store: Store, tmp_path: Path) -> None:
+    out = cli("submit", str(bill_csv(tmp_path / "bill.csv", 2)), "-t", "bill", "--name", "a[/]b [red]x")
+    assert out.exit_code == 0, out.output
+    assert "a[/]b [red]x" in cli("list").output

@@ -55,6 +55,14 @@ def register(main: click.Group) -> None:
     main.add_command(campaign)
 
 
+def escape(text: str) -> str:
+    """``text`` shown as typed where rich reads markup (a campaign or file named ``a[/]b``); rich is
+    imported late: every ``smsdispatch`` command imports this module."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
 @click.group()
 def campaign() -> None:
     """Bulk campaigns: a recipient file sent as a job, at the vendors' pace, that can be watched,
@@ -244,9 +252,10 @@ def _submit(
     except OSError as exc:
         raise BadInput(f"--rejects: {rejects_path}: {exc.strerror or exc}") from None
     try:
-        with _opened(file) as stream, rejects, console.status(f"reading {file.name}") as status:
+        shown = escape(file.name)
+        with _opened(file) as stream, rejects, console.status(f"reading {shown}") as status:
             def progress(rows: int) -> None:
-                status.update(f"reading {file.name}: {rows:,} rows")
+                status.update(f"reading {shown}: {rows:,} rows")
 
             result = submit(stream, file.name, spec, store.settings, store, rejects, force, progress)
     except AdmissionRefused as exc:
@@ -340,7 +349,7 @@ class LiveBar:
             console=console,
             auto_refresh=False,
         )
-        self.task = self.progress.add_task(title, total=max(total, 1), rate="0", eta="?")
+        self.task = self.progress.add_task(escape(title), total=max(total, 1), rate="0", eta="?")
         self.below = Text()
         self.live = Live(Group(self.progress, self.below), console=console, auto_refresh=False)
 
@@ -464,8 +473,9 @@ def list_(limit: int, as_json: bool) -> None:
                          no_wrap=column == "id")
     for view in views:
         status = view.status + (f" ({view.held_reason})" if view.held_reason and not view.done else "")
-        table.add_row(view.id, view.name, view.kind, status, f"{view.created.astimezone(tz):%m-%d %H:%M}",
-                      f"{view.accepted:,}", f"{sent_of(view):,}", f"{view.parts:,}")
+        created = f"{view.created.astimezone(tz):%m-%d %H:%M}"
+        table.add_row(view.id, escape(view.name), view.kind, escape(status), created, f"{view.accepted:,}",
+                      f"{sent_of(view):,}", f"{view.parts:,}")
     _console().print(table)
 
 
