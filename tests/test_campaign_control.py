@@ -333,3 +333,29 @@ def test_a_long_cancel_goes_on_from_tick_to_tick(  # type: ignore[no-untyped-def
         pass
     view = control.get_campaign(store, cid)
     assert view.status == "cancelled" and {s: n for s, n in view.counts.items() if n} == {"cancelled": 2000}
+
+
+def queued_args(r: redis.Redis, queue: str) -> list[list[Any]]:
+    """The arguments of the tasks waiting in a Celery queue (kombu's Redis layout: one list per priority
+    step, each message JSON with a base64 body of ``[args, kwargs, embed]``)."""
+    import base64
+
+    out = []
+    for name in (queue, *(f"{queue}:{step}" for step in (3, 6, 9))):
+        for raw in r.lrange(name, 0, -1):
+            out.append(json.loads(base64.b64decode(json.loads(raw)["body"]))[0])
+    return out
+
+
+def test_the_lease_sweep_queues_a_lost_campaign_chunk_with_its_campaign_flag(store: Store) -> None:
+    from tasks.campaign import run_tick
+    from tasks.poll import sweep_leases
+
+    cid = seed_campaign(store, phones(10, "131"), **ORDER)
+    run_tick(store, store.settings, now_ms())
+    assert [args[4] for args in queued_args(store.r, "sms.bulk")] == [True]
+    store.r.delete("sms.bulk", "sms.bulk:3", "sms.bulk:6", "sms.bulk:9")  # the task is lost
+    store.r.zadd(Keys.leases, {f"{cid}|0": 1})  # and its lease ran out
+    assert sweep_leases()["requeued"] == 1
+    (args,) = queued_args(store.r, "sms.bulk")
+    assert args[0] == cid and args[2]["number"] == 0 and args[4] is True
