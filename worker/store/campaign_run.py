@@ -14,14 +14,13 @@ import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from worker.store.base import StoreBase
 from worker.store.keys import Keys
-from worker.store.recipients import Outcome, Recording, lease_member
+from worker.store.recipients import Outcome, RecipientsMixin, Recording, lease_member
 from worker.store.records import Record, State, now_ms, state_of
 
-ACTIVE = frozenset({"scheduled", "running", "paused", "cancelling"})
 ENDED = frozenset({"done", "cancelled"})
 CANCEL_CODE = "CANCELLED"
 CANCEL_TEXT = "the campaign was cancelled"
@@ -51,19 +50,6 @@ def lock_key(campaign_id: str) -> str:
 
 
 class CampaignRunMixin(StoreBase):
-    if TYPE_CHECKING:  # RecipientsMixin's, beside this one in Store
-
-        def record(
-            self,
-            message_id: str,
-            provider: str,
-            recording: Recording,
-            *,
-            from_states: Sequence[str] = (State.SENDING,),
-            why: str = "call",
-            chunk: int | None = None,
-        ) -> list[str]: ...
-
     # -- reading ------------------------------------------------------------------------------------
 
     def campaign_meta(self, campaign_id: str) -> dict[str, str]:
@@ -183,7 +169,8 @@ class CampaignRunMixin(StoreBase):
         sent, or done); with ``chunk``, that chunk's lease ends too. Returns the phones cancelled."""
         outcomes = [Outcome(p, State.CANCELLED, CANCEL_CODE, CANCEL_TEXT) for p in phones]
         recording = Recording(outcomes, chunk_done=chunk is not None)
-        return self.record(
+        recipients = cast("RecipientsMixin", self)  # Store has both
+        return recipients.record(
             campaign_id, "", recording, from_states=(State.QUEUED, State.RETRY), why="cancel", chunk=chunk
         )
 
