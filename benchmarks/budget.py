@@ -87,15 +87,22 @@ def wait_accepted(sim_url: str, target: int, timeout: float) -> dict[str, Any]:
 
 
 def start_host(
-    name: str, queues: str, concurrency: int, logs: Path, beat: bool = False
+    name: str,
+    queues: str,
+    concurrency: int,
+    logs: Path,
+    beat: bool = False,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """One worker host: a ``celery worker`` of its own node name (with ``beat``, also beat's schedule)."""
+    """One worker host: a ``celery worker`` of its own node name (with ``beat``, also beat's schedule),
+    with ``env`` over this process's environment."""
     cmd = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q", queues, "-c", str(concurrency)]
     cmd += ["-n", f"{name}@%h", "-l", "WARNING", "--without-gossip", "--without-mingle"]
     if beat:
         cmd += ["-B", "-s", str(logs / f"{name}-beat-schedule")]
     log = (logs / f"{name}.log").open("w")
-    return subprocess.Popen(cmd, cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=log)
+    environ = {**os.environ, **(env or {})}
+    return subprocess.Popen(cmd, cwd=ROOT, env=environ, stdout=subprocess.DEVNULL, stderr=log)
 
 
 def wait_hosts(procs: list[subprocess.Popen[bytes]], logs: Path) -> None:
