@@ -151,7 +151,7 @@ class Monitor:
 
 
 # Any whole mainland mobile number (ours or not), not part of a longer run of digits (ids, times).
-MAINLAND = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
+MAINLAND = re.compile(r"(?<!\d)(?:\+?86)?1[3-9]\d{9}(?!\d)")
 BASE64_BODY = re.compile(r'body\\*"\s*:\s*\\*"([A-Za-z0-9+/=]{8,})')
 
 
