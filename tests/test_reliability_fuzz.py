@@ -16,7 +16,7 @@ import sys
 from reliability.fuzz_targets import TARGETS
 from tests.conftest import ROOT
 
-CASES = 300
+CASES = 200
 
 
 def test_r5_api_campaign_files_and_intake_refuse_hostile_input_clearly() -> None:
