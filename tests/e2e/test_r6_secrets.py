@@ -229,6 +229,15 @@ def processes() -> Iterator[list[Process]]:
         process.stop()
 
 
+@pytest.fixture
+def run_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """The environment set through it is undone after the test, and the settings read again, so that the
+    next test does not get this run's (cached) settings."""
+    yield monkeypatch
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
 def final(status: dict[str, Any]) -> bool:
     counts = status["counts"]
     return sum(counts.values()) > 0 and all(
@@ -288,14 +297,14 @@ def test_r6_no_secret_in_logs_redis_or_broker_and_no_whole_phone_in_logs(
     embedded_redis: EmbeddedRedis,
     processes: list[Process],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    run_settings: pytest.MonkeyPatch,
 ) -> None:
     api_key, webhook_secret = secrets.token_hex(20), "r6hook" + secrets.token_hex(12)
     webhook = Receiver(webhook_secret).start()
     api_port = free_port()
     extra = run_env(webhook, webhook_secret, api_key)
     for key, value in extra.items():
-        monkeypatch.setenv(key, value)
+        run_settings.setenv(key, value)
     get_settings.cache_clear()
     settings = get_settings()
     hidden = configured_secrets(settings)
