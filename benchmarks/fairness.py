@@ -111,6 +111,19 @@ def wait_accepted(sim_url: str, target: int, timeout: float) -> dict[str, Any]:
         time.sleep(0.5)
 
 
+def picked_up(sent: list[tuple[str, float]]) -> str:
+    """For each notify: from the call to its task's planning (the message's ``created_ms``), in ms."""
+    from config.settings import get_settings
+    from worker.store import Keys, get_redis
+
+    r = get_redis(get_settings())
+    waits = []
+    for message_id, at in sent:
+        created = r.hget(Keys.message(message_id), "created_ms")
+        waits.append(f"{int(created) - at * 1000:.0f} ms" if created else "?")
+    return ", ".join(waits)
+
+
 def shares(arrivals: list[tuple[float, str]], ids: list[str], window_s: float) -> dict[str, Any]:
     """Each campaign's calls while both were sending (from the later first call to the earlier last one),
     in all and per window."""
@@ -208,6 +221,7 @@ def report(
     arrived = {tag.partition(".")[0]: t for t, tag in reversed(arrivals)}
     latencies = [arrived[mid] - at if mid in arrived else float("inf") for mid, at in sent]
     print("notify, call to vendor: " + ", ".join(f"{lat * 1000:.0f} ms" for lat in latencies))
+    print("  of which before its task planned it (queue, worker pick-up, planning): " + picked_up(sent))
     misses = []
     if abs(share - 0.5) > 0.5 * EVEN_WITHIN:
         misses.append(f"A's share {share:.1%} not within 45%-55%")
