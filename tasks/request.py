@@ -209,7 +209,7 @@ def validate_request(data: Mapping[str, Any], settings: Settings) -> SendInput:
     try:
         request = SendInput.model_validate(dict(data))
     except ValidationError as exc:
-        problems = [_describe(error) for error in exc.errors()[:MAX_PROBLEMS]]
+        problems = [describe_error(error) for error in exc.errors()[:MAX_PROBLEMS]]
         raise InvalidRequest("; ".join(problems)) from None
     try:
         _check_template(request, settings)
@@ -219,7 +219,7 @@ def validate_request(data: Mapping[str, Any], settings: Settings) -> SendInput:
     return request
 
 
-def _describe(error: Any) -> str:
+def describe_error(error: Any) -> str:
     """One pydantic error as ``field: problem``; our own FieldProblem already names its field."""
     cause = (error.get("ctx") or {}).get("error")
     if isinstance(cause, FieldProblem):

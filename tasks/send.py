@@ -105,9 +105,9 @@ def send_sms(
     )
     structlog.contextvars.bind_contextvars(message_id=message_id)
     store = Store(get_redis(settings), settings)
-    fingerprint = _fingerprint(request)
+    fingerprint = request_fingerprint(request)
     if request.idempotency_key and (
-        earlier := _earlier(store, request.idempotency_key, message_id, fingerprint)
+        earlier := earlier_answer(store, request.idempotency_key, message_id, fingerprint)
     ):
         return earlier
     meta = store.message(message_id)
@@ -117,13 +117,13 @@ def send_sms(
     return _plan_and_send(message_id, request, settings, store, int(meta.get("opened", -1)), fingerprint)
 
 
-def _fingerprint(request: SendInput) -> str:
+def request_fingerprint(request: SendInput) -> str:
     """What makes two requests the same, whatever their idempotency keys."""
     body = request.model_dump(mode="json", exclude={"idempotency_key"})
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def _earlier(store: Store, key: str, message_id: str, fingerprint: str) -> dict[str, Any] | None:
+def earlier_answer(store: Store, key: str, message_id: str, fingerprint: str) -> dict[str, Any] | None:
     """The first call's answer when ``key`` was used before (None: this call is the first). The same key
     with another request is refused, as Stripe does: reusing a key is a bug in the caller."""
     earlier = store.claim_idempotency(key, message_id, fingerprint)

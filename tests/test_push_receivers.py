@@ -170,7 +170,7 @@ def test_vendors_that_push_nothing_have_no_receiver(http: TestClient) -> None:
 
 
 def test_healthz_pings_redis(http: TestClient) -> None:
-    assert http.get("/healthz").json() == {"redis": "ok"}
+    assert http.get("/healthz").json() == {"redis": "ok", "broker": "ok"}
 
 
 def test_a_stored_body_that_fails_parsing_is_dead_lettered_and_reported(

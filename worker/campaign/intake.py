@@ -45,7 +45,7 @@ from tasks.request import (
     FieldProblem,
     InvalidRequest,
     SendInput,
-    _describe,
+    describe_error,
     param_values,
     validate_request,
 )
@@ -87,7 +87,7 @@ class CampaignSpec(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            problems = [_describe(error) for error in exc.errors()[:MAX_PROBLEMS]]
+            problems = [describe_error(error) for error in exc.errors()[:MAX_PROBLEMS]]
             raise InvalidRequest("; ".join(problems)) from None
 
     @field_validator("kind", mode="before")
@@ -124,7 +124,7 @@ class CampaignSpec(BaseModel):
             cause = (error.get("ctx") or {}).get("error")
             if isinstance(cause, FieldProblem):
                 raise cause from None
-            raise FieldProblem("campaign", _describe(error)) from None
+            raise FieldProblem("campaign", describe_error(error)) from None
         return self
 
 

@@ -5,7 +5,7 @@ producer, so a bad request is a 422 and nothing is queued), with the message id 
 answer can name it at once (202 and ``Location``).
 
 Idempotency (``Idempotency-Key`` header or the body's ``idempotency_key``, each API key in a space of
-its own: :func:`scoped_key`) reuses the task's own check, ``tasks.send._earlier``
+its own: :func:`scoped_key`) reuses the task's own check, ``tasks.send.earlier_answer``
 (``Store.claim_idempotency``), in this order: publish the task, then claim the key for its message id.
 The key is claimed now or found held: by the same body (answer 200 with the first message,
 ``"duplicate": true``; the task just queued finds the key held too and sends nothing) or by another
@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 from config.settings import Settings
 from providers.phones import mask
 from tasks.request import InvalidRequest, SendInput
-from tasks.send import _earlier, _fingerprint, send_sms
+from tasks.send import earlier_answer, request_fingerprint, send_sms
 from worker.app import INFRA_ERRORS
 from worker.http.auth import AnyCaller
 from worker.http.problems import Message, Problems, field_error, from_invalid, refused
@@ -233,7 +233,7 @@ def _claim(store: Store, request: SendInput, message_id: str, given: str) -> dic
     key named as the caller gave it)."""
     key = request.idempotency_key or ""
     try:
-        return _earlier(store, key, message_id, _fingerprint(request))
+        return earlier_answer(store, key, message_id, request_fingerprint(request))
     except InvalidRequest as exc:
         told = InvalidRequest(str(exc).replace(repr(key), repr(given)))
         raise refused(409, from_invalid(told, kind="idempotency_conflict")) from None
