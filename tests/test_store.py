@@ -222,6 +222,19 @@ def test_the_chunk_lease_ends_only_when_the_chunk_is_done(store: Store, r: redis
     assert r.zscore(Keys.leases, "m1|0") is None
 
 
+def test_a_chunk_run_with_nothing_left_to_write_still_ends_its_lease(store: Store, r: redis.Redis) -> None:
+    """A chunk run again (redelivered after its worker died, or queued by the lease sweep) whose
+    recipients a receipt already settled writes no outcome; its lease must end all the same, and count
+    the chunk done, or the sweep queues it forever and a campaign's pace never gets the chunk back."""
+    from tasks.send import chunk_job
+
+    job = chunk_job("notify", "sms.notify", ChunkSpec(0, "infocloud", (P1,), TEMPLATE))
+    assert store.open_chunk("m1", 0, job, now_ms() + 60_000, queued=True)
+    store.record("m1", "infocloud", Recording(chunk_done=True), chunk=0)
+    assert r.zscore(Keys.leases, "m1|0") is None
+    assert store.progress("m1")["chunks_done"] == 1
+
+
 # -- events ------------------------------------------------------------------------------------------
 
 

@@ -192,7 +192,10 @@ class RecipientsMixin(StoreBase):
                 pipe.zadd(Keys.settle, {f"{message_id}|{provider}": due}, gt=True)
             if recording.chunk_done and chunk is not None:
                 self._end_lease(pipe, message_id, chunk)
-            written: list[str] = pipe.execute()[0] if pairs else []
+            # Executed even with no outcome to write: a re-run chunk with nothing left to do still ends
+            # its lease (and counts the chunk done) here.
+            results = pipe.execute()
+            written: list[str] = results[0] if pairs else []
         if written:
             self._publish_written(message_id, provider, recording.outcomes, set(written), why)
         return written
