@@ -1,14 +1,14 @@
 """B1 bulk throughput and B2 the naive baseline, in one run (issue 9).
 
-For each vendor stand-in (``stub``: ``benchmarks/stub.py``, an answer-only Infocloud that does no work,
-the worker's own ceiling; ``sim``: the full Infocloud simulator, signatures checked, receipts queued) and
-each size, one ``send_sms.delay`` of that many recipients through a real worker (prefork, ``-c``) and
-Redis, and with ``--campaign N`` also N recipients as a campaign from a CSV file
-(``worker.campaign.intake.submit``, then the runner on beat's tick). Per run it prints recipients/s from
-the call to the last call's arrival at the vendor, the steady rate (10% to 90% of the calls), the time
-from the call to the first vendor call, the worker's peak RSS (all its processes), and Redis bytes per
-recipient by kind of key (the growth of each key, ``MEMORY USAGE``). Then B2: ``--naive`` recipients
-as one Celery task each (``benchmarks/bulk.py``'s ``run_naive``) to the simulator, and B1 over B2.
+For each vendor stand-in (``stub``: ``benchmarks/stub.py``, an answer-only Infocloud that does no work, the
+worker's own ceiling; ``sim``: the full Infocloud simulator, signatures checked, receipts queued) and each
+size, one ``send_sms.delay`` of that many recipients through a real worker (prefork, ``-c``) and Redis, and
+with ``--campaign N`` also N recipients as a campaign from a CSV file to ``--campaign-vendor``
+(``worker.campaign.intake.submit``, then the runner on beat's tick). Per run it prints recipients/s from the
+call to the last call's arrival at the vendor, the steady rate (10% to 90% of the calls), the time from the
+call to the first vendor call, the worker's peak RSS (all its processes), and Redis bytes per recipient by
+kind of key (the growth of each key, ``MEMORY USAGE``). Then B2: ``--naive`` recipients as one Celery task
+each (``benchmarks/bulk.py``'s ``run_naive``) to the simulator, and B1 over B2.
 
     uv run python benchmarks/b1.py [--sizes 10000,100000,1000000] [--vendors stub,sim]
                                    [--campaign 1000000] [--naive 10000] [--concurrency 2]
@@ -187,6 +187,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated recipients per send")
     parser.add_argument("--vendors", default="stub,sim", help="stub, sim or both")
     parser.add_argument("--campaign", type=int, default=0, help="also this many as a campaign (0: none)")
+    parser.add_argument("--campaign-vendor", default="sim", help="the stand-in the campaign goes to")
     parser.add_argument("--naive", type=int, default=10_000, help="B2 recipients (0: skip)")
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--port", type=int, default=18870)
@@ -245,7 +246,7 @@ def run_vendor(
             )
             first += n
             print_run(runs[-1], flush=True)
-        if args.campaign:
+        if args.campaign and vendor.name == args.campaign_vendor:
             beat = start_beat(logs / "b1-beat.log")
             try:
                 submit = campaign_once(args.campaign, first)
