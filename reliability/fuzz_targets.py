@@ -85,11 +85,6 @@ def send_sms_target() -> tuple[st.SearchStrategy[Any], Any]:
 API_KEY = "fuzz-key-0123456789abcdef"
 OTP_KEY = "fuzz-otp-key-0123456789ab"
 REFUSAL_WHERE = frozenset({"body", "query", "header", "path", "form"})
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=12,
-)
 # A header value httpx can send (latin-1, no line breaks), hostile otherwise.
 HEADER_TEXT = st.text(
     st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=300
@@ -195,21 +190,11 @@ def judge(answer: Any) -> str:
 
 
 def message_bodies() -> st.SearchStrategy[bytes]:
-    """JSON bodies shaped like a message (each field anything) or not at all, and bytes that are not JSON."""
-    fields = {
-        "to": JSON_VALUES | st.sampled_from(["13800138000", ["13800138000", "+447700900123", "x"]]),
-        "template": JSON_VALUES | st.sampled_from(["login_code", "order_shipped", "bill"]),
-        "params": JSON_VALUES | st.just({"code": "1234"}),
-        "content": JSON_VALUES | st.just("【商城】你好"),
-        "kind": JSON_VALUES | st.sampled_from(["otp", "notify", "marketing"]),
-        "provider": JSON_VALUES | st.sampled_from(["infocloud", "tencent", "nope"]),
-        "idempotency_key": JSON_VALUES,
-        "extra": JSON_VALUES,
-    }
-    shaped = st.fixed_dictionaries({}, optional=fields)
-    bodies = (
-        _one_field_changed(GOOD_MESSAGES, JSON_VALUES) | st.sampled_from(GOOD_MESSAGES) | shaped | JSON_VALUES
-    )
+    """JSON bodies shaped like a message (each field anything; the API tests' own strategy), good ones
+    with one field changed, and bytes that are not JSON."""
+    from tests.test_api_v1 import BODIES, JSON
+
+    bodies = _one_field_changed(GOOD_MESSAGES, JSON) | st.sampled_from(GOOD_MESSAGES) | BODIES
     return st.one_of(
         bodies.map(lambda body: json.dumps(body).encode()),
         st.binary(max_size=300),
@@ -351,6 +336,7 @@ def campaign_file_target() -> tuple[st.SearchStrategy[Any], Any]:
 def intake_target() -> tuple[st.SearchStrategy[Any], Any]:
     from config.settings import get_settings
     from tasks.plan import InvalidRequest
+    from tests.test_api_v1 import JSON
     from worker.campaign import intake
     from worker.store import Store, get_redis
 
@@ -360,7 +346,7 @@ def intake_target() -> tuple[st.SearchStrategy[Any], Any]:
         {"template": "bill"},
         {"content": "【商城】账单{amount}元", "kind": "marketing", "params": {"amount": "1"}},
     )
-    anything = JSON_VALUES | st.one_of(*FORM_VALUES.values())
+    anything = JSON | st.one_of(*FORM_VALUES.values())
     specs = st.sampled_from(good) | _one_field_changed(good, anything)
     files = mostly(GOOD_FILE, recipient_files())
 

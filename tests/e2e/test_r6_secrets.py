@@ -200,22 +200,13 @@ def leaks(haystacks: dict[str, str], needles: dict[str, str]) -> list[str]:
     return found
 
 
-class Process:
-    """A subprocess whose stderr goes to a file, stopped with SIGTERM (its group) at the end."""
+class Process(WorkerProcess):
+    """A subprocess (the beat, the API) whose stdout and stderr go to files; stopped as a worker is."""
 
     def __init__(self, cmd: list[str], env: dict[str, str], log: Path) -> None:
-        self.log = log
+        self.name, self.log = log.stem, log
         self.proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log.with_suffix(".out").open("w"),
                                      stderr=log.open("w"), start_new_session=True)  # fmt: skip
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait(5)
 
     def text(self) -> str:
         return self.log.read_text(errors="replace") + self.log.with_suffix(".out").read_text(errors="replace")
