@@ -15,6 +15,7 @@ the script before slots were reserved, from git), at a rate that never makes any
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import subprocess
@@ -207,6 +208,9 @@ def run(args: argparse.Namespace, sim_url: str, cost: dict[str, float]) -> None:
     print(f"busiest sliding 1 s window: {windows.busiest} calls (cap {args.rate})")
     print(f"mean rate: {windows.mean_rate:.2f} calls/s first to last call (target {0.95 * args.rate:.1f})")
     print(f"calls per whole second from the first: {windows.per_second}")
+    times = sorted(t for t, _ in calls)
+    gaps = [round((b - a) * 1000) for a, b in itertools.pairwise(times)]
+    print(f"gaps between the first calls (ms): {gaps[:15]}; smallest later: {min(gaps[15:], default=0)}")
     print(f"'too frequent' ({TOO_FREQUENT}) refusals: {refused}")
     print(f"arrival spread: {spread_ms(calls, args.rate):.0f} ms (arrival - k x slot spacing, max - min;")
     print(f"  the margin of {ARRIVAL_MARGIN_MS:.0f} ms must cover it; meaningful when the budget binds)")
