@@ -37,6 +37,7 @@ from worker.store.limits import ARRIVAL_MARGIN_MS  # noqa: E402
 
 TOO_FREQUENT = "6000"
 TAKES = 5_000  # pipelined: Redis's own time per call is what commandstats counts
+ROUNDS = 5
 BEFORE = "7aeda4d"  # the last commit with the budget script that allowed a burst of rate/10
 
 
@@ -124,7 +125,8 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 def take_cost(redis_url: str) -> dict[str, float]:
-    """Redis's CPU per take (us, from INFO commandstats), the reserving script against the one before."""
+    """Redis's CPU per take (us, from INFO commandstats), the reserving script against the one before:
+    ``ROUNDS`` rounds of each, alternating, the best round of each kept (the cores are shared)."""
     import redis
 
     from worker.store.client import script
@@ -137,18 +139,19 @@ def take_cost(redis_url: str) -> dict[str, float]:
     scripts: dict[str, Any] = {"reserving slots": (script(r, "gcra"), budget_args(10**6, 30.0, 1.0))}
     if old is not None:
         scripts["burst of rate/10 (before)"] = (old, [10**6, 10**5])
-    out = {}
-    for name, (fn, args) in scripts.items():
-        fn(keys=["bench:cost"], args=args)  # load it
-        r.config_resetstat()
-        with r.pipeline(transaction=False) as pipe:
-            for _ in range(TAKES):
-                fn(keys=["bench:cost"], args=args, client=pipe)
-            pipe.execute()
-        stats = r.info("commandstats").get("cmdstat_evalsha", {})
-        out[name] = float(stats.get("usec_per_call", 0.0))
-        r.delete("bench:cost")
-    return out
+    best: dict[str, float] = {}
+    for _ in range(ROUNDS):
+        for name, (fn, args) in scripts.items():
+            fn(keys=["bench:cost"], args=args)  # load it
+            r.config_resetstat()
+            with r.pipeline(transaction=False) as pipe:
+                for _ in range(TAKES):
+                    fn(keys=["bench:cost"], args=args, client=pipe)
+                pipe.execute()
+            usec = float(r.info("commandstats").get("cmdstat_evalsha", {}).get("usec_per_call", 0.0))
+            best[name] = min(best.get(name, usec), usec)
+            r.delete("bench:cost")
+    return best
 
 
 def main() -> None:
@@ -157,6 +160,9 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=50, help="the vendor's cap, calls per second")
     parser.add_argument("--per-call", type=int, default=1000, help="recipients per vendor call")
     parser.add_argument("--concurrency", type=int, default=2, help="processes per worker host")
+    parser.add_argument(
+        "--warm-up", action="store_true", help="one-phone sends first: no process's first call is timed"
+    )
     parser.add_argument("--port", type=int, default=18810)
     args = parser.parse_args()
 
@@ -191,19 +197,24 @@ def main() -> None:
 def run(args: argparse.Namespace, sim_url: str, cost: dict[str, float]) -> None:
     from tasks import send_sms
 
-    n = args.recipients
+    n, params = args.recipients, {"order": "A1", "tracking": "SF1"}
+    warm = 4 * args.concurrency if args.warm_up else 0
+    for i in range(warm):  # one-phone sends: each process's first call sets up its connections and imports
+        send_sms.delay(f"1990000{i:04d}", template="order_shipped", params=params)
+    wait_accepted(sim_url, warm, timeout=60)
     phones = [f"1{3 + i % 7}{i:09d}" for i in range(n)]
     expected_s = n / args.per_call / args.rate
-    send_sms.delay(phones, template="order_shipped", params={"order": "A1", "tracking": "SF1"})
-    info = wait_accepted(sim_url, n, timeout=expected_s * 3 + 90)
-    calls = httpx.get(sim_url + "/_sim/calls", params={"vendor": "infocloud"}).json()["calls"]
+    backlog = str(send_sms.delay(phones, template="order_shipped", params=params).id)
+    info = wait_accepted(sim_url, n + warm, timeout=expected_s * 3 + 90)
+    got = httpx.get(sim_url + "/_sim/calls", params={"vendor": "infocloud"}).json()["calls"]
+    calls = [call for call in got if call[1].startswith(backlog)]
     windows = Windows.of([t for t, _ in calls])
     refused = int(info.get("codes", {}).get(TOO_FREQUENT, 0))
 
     python = platform.python_version()
     print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {python}")
     print(f"setup: 2 worker hosts x concurrency {args.concurrency}, one Redis; simulator cap {args.rate}/s")
-    print(f"backlog: {n:,} recipients, {args.per_call} a call; accepted {info.get('accepted', 0):,}")
+    print(f"backlog: {n:,} recipients, {args.per_call} a call, after {warm} warm-up sends")
     print(f"calls: {windows.calls} accepted in {windows.span_s:.2f} s, {info.get('requests', 0)} requests")
     print(f"busiest sliding 1 s window: {windows.busiest} calls (cap {args.rate})")
     print(f"mean rate: {windows.mean_rate:.2f} calls/s first to last call (target {0.95 * args.rate:.1f})")
@@ -215,7 +226,7 @@ def run(args: argparse.Namespace, sim_url: str, cost: dict[str, float]) -> None:
     print(f"arrival spread: {spread_ms(calls, args.rate):.0f} ms (arrival - k x slot spacing, max - min;")
     print(f"  the margin of {ARRIVAL_MARGIN_MS:.0f} ms must cover it; meaningful when the budget binds)")
     for name, usec in cost.items():
-        print(f"take cost, Redis CPU per EVALSHA ({name}): {usec:.2f} us")
+        print(f"take cost, Redis CPU per EVALSHA ({name}): {usec:.2f} us (best of {ROUNDS} x {TAKES:,})")
     misses = []
     if windows.busiest > args.rate:
         misses.append(f"busiest window {windows.busiest} > {args.rate}")
@@ -223,8 +234,8 @@ def run(args: argparse.Namespace, sim_url: str, cost: dict[str, float]) -> None:
         misses.append(f"mean {windows.mean_rate:.2f} < {0.95 * args.rate:.1f}")
     if refused:
         misses.append(f"{refused} refused as too frequent")
-    if info.get("accepted", 0) < n:
-        misses.append(f"only {info.get('accepted', 0):,} of {n:,} accepted")
+    if info.get("accepted", 0) < n + warm:
+        misses.append(f"only {info.get('accepted', 0) - warm:,} of {n:,} accepted")
     if misses:
         print("FAIL: " + "; ".join(misses))
     else:

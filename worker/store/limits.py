@@ -23,9 +23,8 @@ from worker.store.keys import Keys
 
 # How much the delays from slot to arrival may differ without ever putting rate + 1 calls in one of the
 # vendor's seconds; it costs margin / (1 s + margin) of the budget (4.3% at 45 ms: 47.8 of 50 calls/s).
-# Measured by benchmarks/budget.py (BENCHMARKS.md, B4): on 2 shared cores at a load of 5, slot to arrival
-# (sleep, claim, request, the simulator's own queue) spread over 35-40 ms; 30 ms let 3 of 100 calls through
-# as "too frequent".
+# Measured by benchmarks/budget.py (BENCHMARKS.md, B4) on 2 shared cores at a load of 5 to 7, warm workers:
+# slot to arrival (sleep, claim, request, the simulator's own queue) spread over 38-39 ms.
 ARRIVAL_MARGIN_MS = 45.0
 HOLD_S = 1.0  # the longest a dispatcher sleeps for a reserved slot; a later budget gives the chunk back
 
