@@ -237,7 +237,7 @@ def _send(
         return None
     _answered(job, out)
     try:
-        answered = _record_result(job, result, out)
+        answered = _record_result(job, chunk, settings, result, out)
     except Exception:  # noqa: BLE001 - the vendor took the call; a result we cannot read is ambiguous
         bound.exception("vendor result could not be recorded")
         answered = set()
@@ -319,12 +319,19 @@ def _ambiguous(job: ChunkJob, phones: tuple[str, ...], why: str, out: Recording)
     out.outcomes += [Outcome(p, State.SUBMITTED, AMBIGUOUS, why[:200], vendor_id=job.bid) for p in phones]
 
 
-def _record_result(job: ChunkJob, result: SendResult, out: Recording) -> set[str]:
-    """Outcomes and index entries of an accepted call. Returns the phones the answer covered."""
+def _record_result(
+    job: ChunkJob, chunk: ChunkSpec, settings: Settings, result: SendResult, out: Recording
+) -> set[str]:
+    """Outcomes and index entries of an accepted call. Returns the phones the answer covered. Each taken
+    recipient's billed parts are the vendor's fee where it says (Tencent), else ours (``sms_parts``)."""
     name = job.chunk.provider
+    parts = chunk.parts_of(settings.vendor(name).billed_signature())
     for o in result.outcomes:
-        state = State.SUBMITTED if o.accepted else State.REJECTED
-        out.outcomes.append(Outcome(o.phone, state, o.code, "" if o.accepted else o.text, o.vendor_id, o.fee))
+        if o.accepted:
+            fee = o.fee if o.fee is not None else parts(o.phone)
+            out.outcomes.append(Outcome(o.phone, State.SUBMITTED, o.code, "", o.vendor_id, fee))
+        else:
+            out.outcomes.append(Outcome(o.phone, State.REJECTED, o.code, o.text, o.vendor_id, o.fee))
         if o.accepted and o.vendor_id and not result.batch_id:  # per-phone vendor ids (sid, smsid, mid)
             out.index[Keys.vendor_batch(name, o.vendor_id)] = job.message_id
     if result.batch_id:

@@ -16,6 +16,7 @@ from config.settings import Settings
 from config.templates import TemplateConfig, TemplateError
 from providers.base import RenderedTemplate
 from providers.phones import PhoneError, normalize, shown
+from providers.text import sms_parts
 from tasks.request import (
     MAX_RECIPIENTS,
     InvalidRequest,
@@ -52,6 +53,9 @@ class ChunkSpec:
     # The request in its logical form (template name and params, or content), so that the chunk can be
     # planned again for another vendor if this one refuses the whole call. None with per-recipient params.
     logical: Mapping[str, Any] | None = None
+    # Billed parts per phone when each recipient has its own text (``providers.text.sms_parts``, counted
+    # at planning, where the texts are); None: every phone is billed ``template.text``'s parts.
+    parts: tuple[int, ...] | None = None
 
     def to_task(self) -> dict[str, Any]:
         return {
@@ -61,6 +65,7 @@ class ChunkSpec:
             "template": _template_dict(self.template),
             "per_recipient": [list(t.params) for t in self.per_recipient] if self.per_recipient else None,
             "logical": dict(self.logical) if self.logical is not None else None,
+            "parts": list(self.parts) if self.parts is not None else None,
         }
 
     @classmethod
@@ -78,7 +83,10 @@ class ChunkSpec:
             else None
         )
         phones = tuple(data["phones"])
-        return cls(data["number"], data["provider"], phones, template, per_recipient, data.get("logical"))
+        parts = tuple(data["parts"]) if data.get("parts") else None
+        return cls(
+            data["number"], data["provider"], phones, template, per_recipient, data.get("logical"), parts
+        )
 
     def only(self, phones: Sequence[str]) -> ChunkSpec:
         """The same chunk restricted to ``phones`` (for a retry of the ones still to send)."""
@@ -86,7 +94,16 @@ class ChunkSpec:
         idx = [i for i, p in enumerate(self.phones) if p in keep]
         per = tuple(self.per_recipient[i] for i in idx) if self.per_recipient else None
         phones = tuple(self.phones[i] for i in idx)
-        return ChunkSpec(self.number, self.provider, phones, self.template, per, self.logical)
+        parts = tuple(self.parts[i] for i in idx) if self.parts else None
+        return ChunkSpec(self.number, self.provider, phones, self.template, per, self.logical, parts)
+
+    def parts_of(self, signature: str) -> Callable[[str], int]:
+        """Each phone's billed parts (with the vendor's ``signature``), for the records of a sent chunk."""
+        if self.parts is None:
+            common = sms_parts(self.template.text, signature)
+            return lambda phone: common
+        by_phone = dict(zip(self.phones, self.parts, strict=True))
+        return lambda phone: by_phone.get(phone, 1)
 
 
 def _template_dict(t: RenderedTemplate) -> dict[str, Any]:
@@ -209,12 +226,19 @@ def _cut(
         if not capabilities(provider).per_recipient_params:
             size = 1  # the vendor cannot vary parameters inside one call
     logical = None if rendered is not None else logical_form(request)
+    billed = None
+    if rendered is not None and size > 1:  # texts differ inside a call: count each one's parts now
+        signature = settings.vendor(provider).billed_signature()
+        billed = [sms_parts(t.text, signature) for t in rendered]
     for start in range(0, len(phones), size):
         part = tuple(phones[start : start + size])
         per = tuple(rendered[start : start + size]) if rendered is not None else None
         chunk_template = per[0] if per and size == 1 else common
         per_call = per if size > 1 else None
-        plan.chunks.append(ChunkSpec(len(plan.chunks), provider, part, chunk_template, per_call, logical))
+        parts = tuple(billed[start : start + size]) if billed is not None else None
+        plan.chunks.append(
+            ChunkSpec(len(plan.chunks), provider, part, chunk_template, per_call, logical, parts)
+        )
     plan.accepted += len(phones)
     plan.providers.add(provider)
 

@@ -345,8 +345,8 @@ def test_a_page_appended_twice_counts_once(store: Store, r: redis.Redis) -> None
 
 
 def test_a_100000_row_file_is_submitted_in_flat_memory(env: dict[str, str], r: redis.Redis) -> None:
-    """The submitting process (a fresh Python) stays under 100 MB; reliability/intake_memory.py runs a
-    million rows."""
+    """The submitting process (a fresh Python) grows by next to nothing with the rows;
+    reliability/intake_memory.py runs a million rows against the 100 MB bound."""
     import reliability.intake_memory as memory
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -355,4 +355,6 @@ def test_a_100000_row_file_is_submitted_in_flat_memory(env: dict[str, str], r: r
         result["rows"] == 100_000
         and result["accepted"] + result["duplicates"] + result["rejected"] == 100_000
     )
-    assert result["peak_mb"] < 100, result
+    # Flat: the rows add next to nothing to what the imports cost (~68 MB). The absolute bound (100 MB) is
+    # reliability/intake_memory.py's; here the imports' own size depends on what the test run loaded.
+    assert result["peak_mb"] - result["imported_mb"] < 30, result

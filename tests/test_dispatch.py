@@ -491,3 +491,22 @@ def test_the_claims_own_changes_are_published_though_the_call_never_returns(
     run_chunk(job([P1, P2]), settings, store, Scripted(raises=SystemExit(1)))  # the redelivered task
     published = [fields for _, fields in r.xrange(Keys.events)]
     assert [(e["state"], e["phones"]) for e in published] == [("opted_out", P2)]
+
+
+def test_each_recipient_is_billed_the_parts_of_its_own_text(
+    sim: SimulatorServer, settings: Settings, store: Store
+) -> None:
+    """With parameters per recipient, one Infocloud call carries texts of different lengths: each record
+    (and the message's billed parts) counts its own text's parts, counted at planning."""
+    from tasks.plan import build_plan, validate_request
+
+    long = {"order": "A" * 35, "tracking": "S" * 35}  # the rendered text passes 70 characters: 2 parts
+    to = [{"phone": P1, "params": {"order": "A1"}}, {"phone": P2, "params": long}]
+    request = validate_request({"to": to, "template": "order_shipped", "params": {"tracking": "SF1"}}, settings)
+    (chunk,) = build_plan(request, settings, {}).chunks
+    assert chunk.provider == "infocloud" and chunk.per_recipient is not None and chunk.parts == (1, 2)
+    chunk = ChunkSpec.from_task(chunk.to_task())  # as the task carries it
+    assert run_chunk(ChunkJob("msg-parts", "notify", chunk), settings, store, provider(settings)) == ChunkRun()
+    records = store.records("msg-parts")
+    assert (records[P1].fee, records[P2].fee) == (1, 2)
+    assert store.progress("msg-parts")["parts"] == 3

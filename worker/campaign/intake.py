@@ -37,7 +37,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from config.campaign import check_span
 from config.settings import PROVIDERS, Settings
 from providers.phones import PhoneError, normalize, shown
-from providers.text import sms_parts
 from tasks.plan import ChunkSpec, build_plan
 from tasks.request import (
     MAX_CONTENT_CHARS,
@@ -491,11 +490,9 @@ class _Intake:
             vendors = self.totals.vendors
             if chunk.provider not in vendors:
                 vendors[chunk.provider] = _vendor_total(self.store, chunk.provider, self.spec.kind)
-            signature = self.settings.vendor(chunk.provider).billed_signature()
-            texts = [t.text for t in chunk.per_recipient] if chunk.per_recipient else None
-            for i, phone in enumerate(chunk.phones):
-                text = texts[i] if texts is not None else chunk.template.text
-                out[phone] = (chunk.provider, sms_parts(text, signature))
+            parts = chunk.parts_of(self.settings.vendor(chunk.provider).billed_signature())
+            for phone in chunk.phones:
+                out[phone] = (chunk.provider, parts(phone))
         return out
 
     def _reject(self, line: int, given: str, reason: str) -> None:
