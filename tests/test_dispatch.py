@@ -502,11 +502,13 @@ def test_each_recipient_is_billed_the_parts_of_its_own_text(
 
     long = {"order": "A" * 35, "tracking": "S" * 35}  # the rendered text passes 70 characters: 2 parts
     to = [{"phone": P1, "params": {"order": "A1"}}, {"phone": P2, "params": long}]
-    request = validate_request({"to": to, "template": "order_shipped", "params": {"tracking": "SF1"}}, settings)
+    order = {"to": to, "template": "order_shipped", "params": {"tracking": "SF1"}}
+    request = validate_request(order, settings)
     (chunk,) = build_plan(request, settings, {}).chunks
     assert chunk.provider == "infocloud" and chunk.per_recipient is not None and chunk.parts == (1, 2)
     chunk = ChunkSpec.from_task(chunk.to_task())  # as the task carries it
-    assert run_chunk(ChunkJob("msg-parts", "notify", chunk), settings, store, provider(settings)) == ChunkRun()
+    run = run_chunk(ChunkJob("msg-parts", "notify", chunk), settings, store, provider(settings))
+    assert run == ChunkRun()
     records = store.records("msg-parts")
     assert (records[P1].fee, records[P2].fee) == (1, 2)
     assert store.progress("msg-parts")["parts"] == 3
