@@ -443,7 +443,7 @@ def test_a_lost_chunk_is_queued_again_and_a_waiting_one_only_gets_time(
     store.open_chunk("m1", 0, chunk_job("notify", "sms.notify", spec), now_ms() - 1000, queued=True)
     r.zadd(Keys.leases, {"expired-message|0": 1})  # a lease whose message is gone
     assert sweep_leases() == {"requeued": 1, "extended": 0, "closed": 1}
-    expected = ("tasks.send.dispatch_chunk", ["m1", "notify", spec.to_task(), 0])
+    expected = ("tasks.send.dispatch_chunk", ["m1", "notify", spec.to_task(), 0, False])  # not a campaign
     assert queued_tasks(r, "sms.notify") == [expected]
     assert (r.zscore(Keys.leases, "m1|0") or 0) > now_ms()
     assert r.zscore(Keys.leases, "expired-message|0") is None
