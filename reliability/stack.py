@@ -388,6 +388,9 @@ class Ambiguity:
     phones: set[str] = field(default_factory=set)
     by_receipt: set[str] = field(default_factory=set)
     by_sweep: set[str] = field(default_factory=set)
+    # settled by a receipt (matched by the call's bid) before any outcome of their call was recorded:
+    # they were "sending" when the worker died mid-call, or when Redis went away before the write
+    receipt_only: set[str] = field(default_factory=set)
 
     @property
     def unsettled(self) -> set[str]:
@@ -398,14 +401,20 @@ def ambiguity(store: Store, message_id: str) -> Ambiguity:
     """Read the events stream: which recipients went ambiguous, and whether a receipt or the settle
     sweep (``NO_RECEIPT``) settled each later."""
     found = Ambiguity()
+    called: set[str] = set()
+    receipted: set[str] = set()
     for event in state_events(store, message_id):
         phones = set(filter(None, event.get("phones", "").split(",")))
+        if event.get("why") == "call" or event.get("code") == "AMBIGUOUS":
+            called |= phones
         if event.get("code") == "AMBIGUOUS":
             found.phones |= phones
         elif event.get("why") == "receipt":
             found.by_receipt |= phones & found.phones
+            receipted |= phones
         elif event.get("code") == "NO_RECEIPT":
             found.by_sweep |= phones & found.phones
+    found.receipt_only = receipted - called
     return found
 
 
@@ -438,6 +447,10 @@ class Audit:
             f"ambiguous: {len(amb.phones):,} (settled by receipts {len(amb.by_receipt):,}, by the settle"
             f" sweep {len(amb.by_sweep):,}, unsettled {len(amb.unsettled):,}); vendor took it but failed"
             f" NO_RECEIPT: {self.received_no_receipt:,}"
+        )
+        print(
+            f"settled by a receipt before their call's outcome was recorded (worker or Redis gone mid-call):"
+            f" {len(amb.receipt_only):,}"
         )
         print(
             f"simulator: {sum(self.sent.values()):,} accepted, {len(self.sent):,} distinct phones,"
