@@ -374,7 +374,7 @@ def _msg_id(data: dict[str, Any]) -> str | None:
     string, else None."""
     for value in (data.get("msgId"), data.get("msgid")):
         if isinstance(value, str) and value.strip():
-            return value.strip()
+            return text(value).strip()  # a lone surrogate ("\udfff" in the JSON) made writable
     return None
 
 
