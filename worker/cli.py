@@ -144,15 +144,22 @@ def beat(celery_args: tuple[str, ...]) -> None:
 @click.option("--undelivered", default=0.02, show_default=True, help="share of receipts that say undelivered")
 @click.option("--push", "pushes", multiple=True, metavar="VENDOR=URL",
               help="push VENDOR's receipts to our HTTP app at URL (ihuyi=http://api:8000); repeatable")
+@click.option("--query-per-minute", default=3, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="Infocloud receipt queries allowed a minute (its document: 3); match the workers' setting")
 def simulator(
-    host: str, port: int, receipt_delay: float, undelivered: float, pushes: tuple[str, ...]
+    host: str,
+    port: int,
+    receipt_delay: float,
+    undelivered: float,
+    pushes: tuple[str, ...],
+    query_per_minute: int,
 ) -> None:
     """Serve the five vendor APIs on one port. Demo-only: it accepts the demo credentials and refuses any
     other with the vendor's own code, whatever SMSD_* credentials are set."""
     from providers.simulator.command import serve
 
     _settings_or_exit()
-    serve(get_settings(), host, port, receipt_delay, undelivered, pushes)
+    serve(get_settings(), host, port, receipt_delay, undelivered, pushes, query_per_minute)
 
 
 def _announce() -> None:

@@ -23,6 +23,7 @@ def serve(
     receipt_delay: float,
     undelivered: float,
     pushes: tuple[str, ...],
+    query_per_minute: int = 3,
 ) -> None:
     """Print the start-up lines and run the simulator with uvicorn until stopped."""
     import uvicorn
@@ -39,7 +40,11 @@ def serve(
         click.echo(f"{vendor} pushes its receipts and replies to {url}/push/{vendor}/...")
     click.echo(f"point SMSD_<VENDOR>__BASE_URL at http://{host}:{port}")
     config = SimConfig(
-        receipt_delay_s=receipt_delay, undelivered_share=undelivered, push_urls=urls, push_tokens=tokens
+        receipt_delay_s=receipt_delay,
+        undelivered_share=undelivered,
+        push_urls=urls,
+        push_tokens=tokens,
+        query_per_minute=query_per_minute,
     )
     quiet_uvicorn()
     uvicorn.run(build_app(settings, SimState(config)), host=host, port=port, log_level="warning")
