@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 import uuid
 from dataclasses import dataclass
 
@@ -46,13 +45,11 @@ from tasks.plan import ChunkSpec
 from worker.metrics import record_run
 from worker.registry import offers
 from worker.store import Claim, Keys, Outcome, Recording, State, Store
-from worker.store.limits import take_budget
 from worker.store.vendors import ok_marker
 
 log = structlog.get_logger(__name__)
 AMBIGUOUS = "AMBIGUOUS"
 STALE_MARGIN_S = 5.0
-BUDGET_WAIT_S = 1.0  # a longer wait for the vendor's budget gives the chunk back to the queue
 MAX_DELAY_S = 7 * 86400.0  # no wait is longer (a vendor's hint of "inf" included)
 
 
@@ -132,9 +129,8 @@ def run_chunk(job: ChunkJob, settings: Settings, store: Store, provider: Provide
     if not gate.allowed:
         return ChunkRun((_breaker_wait(settings, job, job.chunk.phones, gate.wait_s),))
     if wait > 0:
-        wait = _budget(store, name, per_second, wait)
-    if wait > 0:
-        # The budget is not free soon: give the chunk back with its wait instead of holding a process.
+        # The budget's next slot is more than a second away (admit waits out a nearer one): give the chunk
+        # back with its wait instead of holding a process.
         return ChunkRun((Retry(job.chunk.phones, wait, job.attempt, reason="budget"),))
     stale = stale_ms(settings, name)
     token = uuid.uuid4().hex[:16]
@@ -172,19 +168,6 @@ def _breaker_wait(settings: Settings, job: ChunkJob, phones: tuple[str, ...], wa
 def _answered(job: ChunkJob, out: Recording) -> None:
     """The vendor answered this call: say so with one SET in the run's record (it closes the breaker)."""
     out.index[Keys.vendor_ok(job.chunk.provider)] = ok_marker(uuid.uuid4().hex[:12])
-
-
-def _budget(store: Store, provider: str, per_second: float, wait: float) -> float:
-    """Wait for the vendor's budget (the first take said ``wait`` s) here up to ``BUDGET_WAIT_S``.
-    Returns 0 when taken, else the seconds still to wait (nothing taken)."""
-    waited = 0.0
-    while wait > 0:
-        if waited + wait > BUDGET_WAIT_S:
-            return wait
-        time.sleep(wait)
-        waited += wait
-        wait = take_budget(store.r, provider, per_second)
-    return 0.0
 
 
 def _single(job: ChunkJob, claim: Claim, out: Recording) -> Outcome | None:

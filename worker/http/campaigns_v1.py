@@ -186,7 +186,7 @@ def router(settings: Settings, store: Store, route_class: type[APIRoute]) -> API
             raise refused(422, _form_problems(exc)) from None
         except INFRA_ERRORS:
             raise HTTPException(503, f"{UNREACHABLE}: nothing was submitted") from None
-        log.info("campaign submitted over HTTP", campaign_id=done.id, api_key=caller.name)
+        log.info("campaign submitted over HTTP", campaign_id=done.id, caller=caller.name)
         location = f"/v1/campaigns/{done.id}"
         return JSONResponse(done.to_json(), status_code=201, headers={"Location": location})
 

@@ -147,7 +147,7 @@ def router(settings: Settings, store: Store, route_class: type[APIRoute]) -> API
                 planned = result if len(result) > 1 else None
                 return MessageAccepted(message_id=earlier["message_id"], duplicate=True, result=planned)
         _note(store, request, message_id, caller.name)
-        log.info("message queued over HTTP", message_id=message_id, api_key=caller.name, kind=request.kind)
+        log.info("message queued over HTTP", message_id=message_id, caller=caller.name, kind=request.kind)
         response.headers["Location"] = f"/v1/messages/{message_id}"
         return MessageAccepted(message_id=message_id, duplicate=False, recipients=len(request.recipients()))
 
