@@ -116,8 +116,12 @@ def r(env: dict[str, str], embedded_redis: EmbeddedRedis) -> redis.Redis:
 
 @pytest.fixture
 def settings(env: dict[str, str], simulator: SimulatorServer):  # type: ignore[no-untyped-def]
+    """The settings of the environment as it is now, read again: settings cached while an earlier test
+    or module had changed the environment (a module-scoped monkeypatch) do not leak into this one (the
+    simulator refuses any credential but the demo's, so a leaked one fails a send with the auth code)."""
     from config.settings import get_settings
 
+    get_settings.cache_clear()
     return get_settings()
 
 
