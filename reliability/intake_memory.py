@@ -57,8 +57,17 @@ def child(path: str) -> None:
     seconds = time.monotonic() - started
     counted = ("rows", "accepted", "duplicates", "rejected")
     answer = {k: v for k, v in result.to_json().items() if k in counted}
-    print(json.dumps({**answer, "seconds": seconds, "baseline_mb": baseline, "imported_mb": imported,
-                      "peak_mb": _rss_mb()}))
+    print(
+        json.dumps(
+            {
+                **answer,
+                "seconds": seconds,
+                "baseline_mb": baseline,
+                "imported_mb": imported,
+                "peak_mb": _rss_mb(),
+            }
+        )
+    )
 
 
 def _rss_mb() -> float:
@@ -72,7 +81,12 @@ def measure(rows: int, env: dict[str, str], tmp: Path) -> dict[str, float]:
     write_file(path, rows)
     done = subprocess.run(
         [sys.executable, __file__, "--child", str(path)],
-        env={**os.environ, **env}, cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False,
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
     )
     if done.returncode != 0:
         raise RuntimeError(f"the submitting process failed: {done.stderr[-2000:]}")
@@ -99,8 +113,12 @@ def main() -> int:
         try:
             (tmp / "smsd.toml").write_text(TEMPLATE_TOML, encoding="utf-8")
             routing = json.dumps({kind: ["infocloud"] for kind in ("otp", "notify", "marketing")})
-            env = {**DEMO_ENV, "SMSD_REDIS_URL": redis.url, "SMSD_CONFIG": str(tmp / "smsd.toml"),
-                   "SMSD_ROUTING": routing}
+            env = {
+                **DEMO_ENV,
+                "SMSD_REDIS_URL": redis.url,
+                "SMSD_CONFIG": str(tmp / "smsd.toml"),
+                "SMSD_ROUTING": routing,
+            }
             result = measure(args.rows, env, tmp)
         finally:
             redis.close()
