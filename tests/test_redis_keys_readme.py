@@ -8,7 +8,6 @@ import inspect
 import re
 from pathlib import Path
 
-from worker.store.campaign_run import lock_key
 from worker.store.keys import PREFIX, Keys
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -20,9 +19,8 @@ def _shape(key: str) -> str:
 
 
 def built_keys() -> set[str]:
-    """Every key ``Keys`` builds (constants as they are, builders with ``<parameter>`` placeholders),
-    and the campaign feed lock, which is built beside its user."""
-    keys = {lock_key("<campaign_id>")}
+    """Every key ``Keys`` builds (constants as they are, builders with ``<parameter>`` placeholders)."""
+    keys: set[str] = set()
     for value in vars(Keys).values():
         if isinstance(value, str) and value.startswith(f"{PREFIX}:"):
             keys.add(value)

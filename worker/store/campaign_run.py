@@ -44,11 +44,6 @@ class Move:
     after: str
 
 
-def lock_key(campaign_id: str) -> str:
-    """The feed lock of one campaign (one tick feeds it at a time; expires)."""
-    return f"{Keys.campaign(campaign_id)}:lock"
-
-
 class CampaignRunMixin(StoreBase):
     # -- reading ------------------------------------------------------------------------------------
 
@@ -118,10 +113,10 @@ class CampaignRunMixin(StoreBase):
     def lock_campaign(self, campaign_id: str, ttl_ms: int) -> str | None:
         """Take the campaign's feed lock for ``ttl_ms``. Returns our token, or None if another holds it."""
         token = uuid.uuid4().hex
-        return token if self.r.set(lock_key(campaign_id), token, nx=True, px=ttl_ms) else None
+        return token if self.r.set(Keys.campaign_lock(campaign_id), token, nx=True, px=ttl_ms) else None
 
     def unlock_campaign(self, campaign_id: str, token: str) -> None:
-        self._script("campaign_unlock")(keys=[lock_key(campaign_id)], args=[token])
+        self._script("campaign_unlock")(keys=[Keys.campaign_lock(campaign_id)], args=[token])
 
     def campaign_page(self, campaign_id: str, page: int) -> Page | None:
         """Page ``page``'s rows (phone, own params or None); None once the pages are gone."""

@@ -57,6 +57,11 @@ class Keys:
         return f"{PREFIX}:camp:{campaign_id}:pages"
 
     @staticmethod
+    def campaign_lock(campaign_id: str) -> str:
+        """The feed lock of one campaign (one tick feeds it at a time; expires)."""
+        return f"{PREFIX}:camp:{campaign_id}:lock"
+
+    @staticmethod
     def campaign_held(campaign_id: str) -> str:
         """Chunk tasks that reached a worker while the campaign was paused (a list of JSON jobs)."""
         return f"{PREFIX}:camp:{campaign_id}:held"
