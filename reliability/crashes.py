@@ -35,6 +35,7 @@ from reliability.stack import (  # noqa: E402
     CheckFailed,
     Stack,
     audit,
+    campaign_check_setup,
     diagnose,
     in_folder,
     submit_campaign,
@@ -44,7 +45,6 @@ from reliability.stack import (  # noqa: E402
     write_rows,
 )
 
-SETTLE_S = 30
 CALL_LATENCY_S = 0.2
 RECEIPT_PAGE = 600  # Infocloud's receipts per query
 
@@ -68,17 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
-    from providers.simulator.core import FaultPlan, SimConfig
+    from providers.simulator.core import FaultPlan
 
-    extra = {
-        "SMSD_INFOCLOUD__REQUESTS_PER_SECOND": str(args.rate),
-        "SMSD_INFOCLOUD__SETTLE_S": str(SETTLE_S),
-        "SMSD_LEASE_GRACE_S": "20",
-        "SMSD_LOG_LEVEL": args.log_level,
-    }
-    config = SimConfig(
-        receipt_delay_s=1.0, undelivered_share=0.02, query_per_minute=100_000, tps_limit=100_000
-    )
+    extra, config = campaign_check_setup(args.rate, args.log_level)
 
     def body(folder: Path) -> int:
         stack = Stack(folder, extra=extra, sim_mode="thread", sim_config=config)

@@ -46,13 +46,14 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from reliability.crashes import RECEIPT_PAGE, SETTLE_S  # noqa: E402
+from reliability.crashes import RECEIPT_PAGE  # noqa: E402
 from reliability.stack import (  # noqa: E402
     FINAL_STATES,
     VENDORS,
     CheckFailed,
     Stack,
     audit,
+    campaign_check_setup,
     diagnose,
     in_folder,
     pid_rss_kib,
@@ -202,17 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
-    from providers.simulator.core import SimConfig
-
-    extra = {
-        "SMSD_INFOCLOUD__REQUESTS_PER_SECOND": str(args.rate),
-        "SMSD_INFOCLOUD__SETTLE_S": str(SETTLE_S),
-        "SMSD_LEASE_GRACE_S": "20",
-        "SMSD_LOG_LEVEL": args.log_level,
-    }
-    config = SimConfig(
-        receipt_delay_s=1.0, undelivered_share=0.02, query_per_minute=100_000, tps_limit=100_000
-    )
+    extra, config = campaign_check_setup(args.rate, args.log_level)
 
     def body(folder: Path) -> int:
         stack = Stack(folder, durable=True, extra=extra, sim_mode="thread", sim_config=config)

@@ -42,6 +42,25 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 VENDORS = ("infocloud", "xiaorui", "deepfinch", "tencent", "ihuyi")
 FINAL_STATES = ("delivered", "failed", "rejected", "rate_limited", "opted_out", "cancelled")
+SETTLE_S = 30  # the campaign checks' settle window: a submitted recipient without a receipt fails after it
+
+
+def campaign_check_setup(rate: float, log_level: str) -> tuple[dict[str, str], SimConfig]:
+    """The settings and simulator the campaign checks (R1, R2, R7) share: Infocloud's budget at ``rate``
+    calls a second, a short settle window and lease grace, receipts after 1 s with 2% undelivered, and no
+    query or call cap at the simulator (the budget is what paces the calls)."""
+    from providers.simulator.core import SimConfig
+
+    extra = {
+        "SMSD_INFOCLOUD__REQUESTS_PER_SECOND": str(rate),
+        "SMSD_INFOCLOUD__SETTLE_S": str(SETTLE_S),
+        "SMSD_LEASE_GRACE_S": "20",
+        "SMSD_LOG_LEVEL": log_level,
+    }
+    config = SimConfig(
+        receipt_delay_s=1.0, undelivered_share=0.02, query_per_minute=100_000, tps_limit=100_000
+    )
+    return extra, config
 
 
 class CheckFailed(Exception):
