@@ -36,8 +36,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bulk import run_naive, start_simulator, start_worker, tree_rss  # noqa: E402
-from providers.simulator import DEMO_ENV  # noqa: E402
+from benchmarks.bulk import bench_environment, run_naive, start_simulator, start_worker, tree_rss  # noqa: E402
 from worker.embedded import EmbeddedRedis  # noqa: E402
 
 PARAMS = {"order": "A1", "tracking": "SF1"}
@@ -197,14 +196,7 @@ def main() -> None:
     logs.mkdir(exist_ok=True)
     redis_server = EmbeddedRedis()
     urls = {"sim": f"http://127.0.0.1:{args.port}", "stub": f"http://127.0.0.1:{args.port + 1}"}
-    os.environ.update(
-        {
-            **DEMO_ENV,
-            "SMSD_REDIS_URL": redis_server.url,
-            "SMSD_CONFIG": str(ROOT / "config/demo.toml"),
-            "SMSD_LOG_LEVEL": "WARNING",
-        }
-    )
+    bench_environment(redis_server.url)
     procs = [
         start_simulator(args.port, logs / "b1-simulator.log"),
         start_stub(args.port + 1, logs / "b1-stub.log"),

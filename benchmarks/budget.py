@@ -30,8 +30,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bulk import QUEUES, start_simulator  # noqa: E402
-from providers.simulator import DEMO_ENV  # noqa: E402
+from benchmarks.bulk import QUEUES, bench_environment, start_simulator  # noqa: E402
 from worker.embedded import EmbeddedRedis  # noqa: E402
 from worker.store.limits import ARRIVAL_MARGIN_MS  # noqa: E402
 
@@ -170,16 +169,11 @@ def main() -> None:
     logs.mkdir(exist_ok=True)
     redis_server = EmbeddedRedis()
     sim_url = f"http://127.0.0.1:{args.port}"
-    os.environ.update(
-        {
-            **DEMO_ENV,
-            "SMSD_REDIS_URL": redis_server.url,
-            "SMSD_CONFIG": str(ROOT / "config/demo.toml"),
-            "SMSD_INFOCLOUD__BASE_URL": sim_url,
-            "SMSD_INFOCLOUD__REQUESTS_PER_SECOND": str(args.rate),
-            "SMSD_INFOCLOUD__BATCH_SIZE": str(args.per_call),
-            "SMSD_LOG_LEVEL": "WARNING",
-        }
+    bench_environment(
+        redis_server.url,
+        SMSD_INFOCLOUD__BASE_URL=sim_url,
+        SMSD_INFOCLOUD__REQUESTS_PER_SECOND=str(args.rate),
+        SMSD_INFOCLOUD__BATCH_SIZE=str(args.per_call),
     )
     procs = [start_simulator(args.port, logs / "budget-simulator.log")]
     try:

@@ -34,6 +34,20 @@ from worker.embedded import EmbeddedRedis  # noqa: E402
 QUEUES = "sms.otp,sms.notify,sms.bulk,sms.poll"
 
 
+def bench_environment(redis_url: str, **settings: str) -> None:
+    """This process's environment, which the workers it starts inherit: the demo's credentials and
+    templates on ``redis_url``, warnings only, and ``settings`` (``SMSD_*`` names) on top."""
+    os.environ.update(
+        {
+            **DEMO_ENV,
+            "SMSD_REDIS_URL": redis_url,
+            "SMSD_CONFIG": str(ROOT / "config/demo.toml"),
+            "SMSD_LOG_LEVEL": "WARNING",
+            **settings,
+        }
+    )
+
+
 def start_simulator(port: int, log: Path) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "worker.cli", "simulator", "--port", str(port), "--receipt-delay", "3600"]
     proc = subprocess.Popen(
@@ -181,15 +195,7 @@ def main() -> None:
     logs.mkdir(exist_ok=True)
     redis_server = EmbeddedRedis()
     sim_url = f"http://127.0.0.1:{args.port}"
-    os.environ.update(
-        {
-            **DEMO_ENV,
-            "SMSD_REDIS_URL": redis_server.url,
-            "SMSD_CONFIG": str(ROOT / "config/demo.toml"),
-            "SMSD_INFOCLOUD__BASE_URL": sim_url,
-            "SMSD_LOG_LEVEL": "WARNING",
-        }
-    )
+    bench_environment(redis_server.url, SMSD_INFOCLOUD__BASE_URL=sim_url)
     sim = start_simulator(args.port, logs / "simulator.log")
     httpx.post(sim_url + "/_sim/config", json={"tps_limit": 100_000})
     worker = start_worker(args.concurrency, logs / "worker.log")

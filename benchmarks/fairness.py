@@ -38,8 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.budget import start_host, stop, wait_hosts  # noqa: E402
-from benchmarks.bulk import start_simulator  # noqa: E402
-from providers.simulator import DEMO_ENV  # noqa: E402
+from benchmarks.bulk import bench_environment, start_simulator  # noqa: E402
 from worker.embedded import EmbeddedRedis  # noqa: E402
 
 EVEN_WITHIN = 0.10  # each share within 10% of an even one
@@ -157,15 +156,10 @@ def main() -> None:
     logs.mkdir(exist_ok=True)
     redis_server = EmbeddedRedis()
     sim_url = f"http://127.0.0.1:{args.port}"
-    os.environ.update(
-        {
-            **DEMO_ENV,
-            "SMSD_REDIS_URL": redis_server.url,
-            "SMSD_CONFIG": str(ROOT / "config/demo.toml"),
-            "SMSD_INFOCLOUD__BASE_URL": sim_url,
-            "SMSD_INFOCLOUD__REQUESTS_PER_SECOND": str(args.rate),
-            "SMSD_LOG_LEVEL": "WARNING",
-        }
+    bench_environment(
+        redis_server.url,
+        SMSD_INFOCLOUD__BASE_URL=sim_url,
+        SMSD_INFOCLOUD__REQUESTS_PER_SECOND=str(args.rate),
     )
     procs = [start_simulator(args.port, logs / "fairness-simulator.log")]
     try:

@@ -33,8 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.b1 import PARAMS, Vendor, phones, start_stub  # noqa: E402
 from benchmarks.budget import start_host, stop, wait_hosts  # noqa: E402
-from benchmarks.bulk import start_simulator  # noqa: E402
-from providers.simulator import DEMO_ENV  # noqa: E402
+from benchmarks.bulk import bench_environment, start_simulator  # noqa: E402
 from worker.embedded import EmbeddedRedis  # noqa: E402
 
 P50_MS, P99_MS = 10.0, 50.0
@@ -86,17 +85,12 @@ def main() -> None:
     logs.mkdir(exist_ok=True)
     redis_server = EmbeddedRedis()
     bulk_url, otp_url = f"http://127.0.0.1:{args.port}", f"http://127.0.0.1:{args.port + 1}"
-    os.environ.update(
-        {
-            **DEMO_ENV,
-            "SMSD_REDIS_URL": redis_server.url,
-            "SMSD_CONFIG": str(ROOT / "config/demo.toml"),
-            "SMSD_LOG_LEVEL": "WARNING",
-            "SMSD_INFOCLOUD__BASE_URL": bulk_url,
-            "SMSD_TENCENT__BASE_URL": otp_url,
-            # Tencent's budget (50 calls/s by default) above the pace: the queue measured is ours, not it.
-            "SMSD_TENCENT__REQUESTS_PER_SECOND": "1000",
-        }
+    bench_environment(
+        redis_server.url,
+        SMSD_INFOCLOUD__BASE_URL=bulk_url,
+        SMSD_TENCENT__BASE_URL=otp_url,
+        # Tencent's budget (50 calls/s by default) above the pace: the queue measured is ours, not it.
+        SMSD_TENCENT__REQUESTS_PER_SECOND="1000",
     )
     procs = [
         start_simulator(args.port, logs / "b3-bulk-sim.log"),
