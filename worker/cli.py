@@ -27,15 +27,6 @@ from worker.console import (
 ALL_QUEUES = "sms.otp,sms.notify,sms.bulk,sms.poll"
 
 
-def _settings_or_exit() -> None:
-    require_settings()
-
-
-def _redis_or_exit() -> None:
-    """Stop with one line naming SMSD_REDIS_URL when Redis cannot be reached (``worker.preflight``)."""
-    require_redis()
-
-
 def _infrastructure(exc: BaseException) -> bool:
     """Redis or the broker out of reach (after the clients' own retries)."""
     import redis
@@ -110,8 +101,8 @@ def worker(
     queues: str, concurrency: int | None, metrics_port: int | None, celery_args: tuple[str, ...]
 ) -> None:
     """Run a Celery worker on the given queues (all by default). Extra arguments go to Celery."""
-    _settings_or_exit()
-    _redis_or_exit()
+    require_settings()
+    require_redis()
     from worker.metrics import MetricsSetupError, prepare_worker
 
     try:
@@ -129,8 +120,8 @@ def worker(
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def beat(celery_args: tuple[str, ...]) -> None:
     """Run the beat schedule (receipts at each vendor's cadence, deferred retries, the settle sweep)."""
-    _settings_or_exit()
-    _redis_or_exit()
+    require_settings()
+    require_redis()
     _announce()
     from worker.app import app
 
@@ -158,7 +149,7 @@ def simulator(
     other with the vendor's own code, whatever SMSD_* credentials are set."""
     from providers.simulator.command import serve
 
-    _settings_or_exit()
+    require_settings()
     serve(get_settings(), host, port, receipt_delay, undelivered, pushes, query_per_minute)
 
 

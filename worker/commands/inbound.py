@@ -25,11 +25,11 @@ def register(main: click.Group) -> None:
 def store() -> Store:
     """The store, after the settings and Redis checks every Redis command makes (one-line errors)."""
     from config.settings import get_settings
-    from worker.cli import _redis_or_exit, _settings_or_exit
+    from worker.console import require_redis, require_settings
     from worker.store import Store, get_redis  # imported late: the CLI starts fast
 
-    _settings_or_exit()
-    _redis_or_exit()
+    require_settings()
+    require_redis()
     return Store(get_redis(), get_settings())
 
 

@@ -24,11 +24,11 @@ def register(main: click.Group) -> None:
 
 def _open() -> tuple[Settings, Store]:
     from config.settings import get_settings
-    from worker.cli import _redis_or_exit, _settings_or_exit
+    from worker.console import require_redis, require_settings
     from worker.store import Store, get_redis  # imported late: the CLI starts fast
 
-    _settings_or_exit()
-    _redis_or_exit()
+    require_settings()
+    require_redis()
     settings = get_settings()
     return settings, Store(get_redis(settings), settings)
 
