@@ -19,59 +19,21 @@ Prints its figures and a PASS/FAIL line; exit code 0 on PASS.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from worker.demo import demo_environment  # noqa: E402
-from worker.embedded import EmbeddedRedis  # noqa: E402
+from reliability.stack import FINAL_STATES, CheckFailed, Stack, in_folder, write_rows  # noqa: E402
 
-VENDORS = ("infocloud", "xiaorui", "deepfinch", "tencent", "ihuyi")
 OTP_BUDGET_MS = 100.0
-
-
-def write_rows(path: Path, rows: int) -> None:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        out = csv.writer(f)
-        out.writerow(["phone", "order", "tracking"])
-        for i in range(rows):
-            out.writerow([f"139{i:08d}", f"A{i:07d}", f"SF{i:010d}"])
-
-
-def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def wait_until(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"FAIL: timed out waiting for {what}")
 
 
 def otp_latencies(stop: threading.Event, out: list[float], errors: list[str]) -> None:
@@ -100,28 +62,6 @@ def otp_latencies(stop: threading.Event, out: list[float], errors: list[str]) ->
             errors.append(f"OTP {n} not answered within 10 s")
 
 
-def keep_logs(folder: Path) -> None:
-    kept = Path(tempfile.gettempdir()) / "smsd-campaign-run-logs"
-    kept.mkdir(exist_ok=True)
-    for log in folder.glob("*.log"):
-        kept.joinpath(log.name).write_bytes(log.read_bytes())
-    print(f"logs kept in {kept}")
-
-
-def start_parts(tmp: Path, env: dict[str, str], port: int, concurrency: int) -> list[subprocess.Popen[bytes]]:
-    """The simulator (at the demo's receipt pace: 600 Infocloud queries a minute, as worker.demo.DEMO_SPEED
-    lets the workers ask), a bulk worker (bulk, notify and poll queues), an OTP worker and beat."""
-    sim = ["simulator", "--port", str(port), "--receipt-delay", "1", "--query-per-minute", "600"]
-    procs = [spawn(sim, env, tmp / "sim.log")]
-    sim_url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: httpx.get(f"{sim_url}/_sim/stats", timeout=1).is_success, 30, "the simulator")
-    bulk = ["worker", "-Q", "sms.bulk,sms.notify,sms.poll", "-c", str(concurrency), "-n", "bulk@%h"]
-    procs.append(spawn(bulk, env, tmp / "bulk.log"))
-    procs.append(spawn(["worker", "-Q", "sms.otp", "-c", "1", "-n", "otp@%h"], env, tmp / "otp.log"))
-    procs.append(spawn(["beat", "-s", str(tmp / "beat-schedule")], env, tmp / "beat.log"))
-    return procs
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
@@ -129,85 +69,53 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=900.0)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="smsd-campaign-") as folder:
-        tmp = Path(folder)
-        redis_server = EmbeddedRedis(str(tmp / "redis"), durable=False)
-        procs: list[subprocess.Popen[bytes]] = []
+    def body(folder: Path) -> int:
+        # The simulator in its own process, at the demo's receipt pace (600 Infocloud queries a minute, as
+        # worker.demo.DEMO_SPEED lets the workers ask); a bulk worker (bulk, notify, poll), an OTP worker.
+        stack = Stack(folder, sim_options=("--query-per-minute", "600"))
         try:
-            env = demo_environment(os.environ)
-            env["SMSD_REDIS_URL"] = redis_server.url
-            env["SMSD_LOG_LEVEL"] = "WARNING"
-            port = 18800 + os.getpid() % 1000
-            sim_url = f"http://127.0.0.1:{port}"
-            for name in VENDORS:
-                env[f"SMSD_{name.upper()}__BASE_URL"] = sim_url
-            os.environ.clear()
-            os.environ.update(env)
-            procs += start_parts(tmp, env, port, args.concurrency)
-            from worker.app import app
-
-            wait_until(lambda: len(app.control.ping(timeout=0.5)) >= 2, 60, "the workers")
-
-            path = tmp / "customers.csv"
-            started = time.monotonic()
+            stack.worker("bulk", "sms.bulk,sms.notify,sms.poll", args.concurrency)
+            stack.worker("otp", "sms.otp", 1)
+            stack.beat()
+            stack.ready("bulk", "otp")
+            path = folder / "customers.csv"
             write_rows(path, args.rows)
-            print(f"wrote {args.rows:,} rows in {time.monotonic() - started:.1f} s", flush=True)
-
             stop = threading.Event()
             latencies: list[float] = []
             otp_errors: list[str] = []
             otps = threading.Thread(target=otp_latencies, args=(stop, latencies, otp_errors), daemon=True)
             otps.start()
             started = time.monotonic()
+            submit = ["campaign", "submit", str(path), "--template", "order_shipped", "--follow"]
             cli = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "worker.cli",
-                    "campaign",
-                    "submit",
-                    str(path),
-                    "--template",
-                    "order_shipped",
-                    "--follow",
-                ],
-                cwd=ROOT,
-                env=env,
-                timeout=args.timeout,
-                check=False,
+                [sys.executable, "-m", "worker.cli", *submit],
+                cwd=ROOT, env=stack.env, timeout=args.timeout, check=False,
             )
             elapsed = time.monotonic() - started
             stop.set()
             otps.join(15)
-            code = report(args.rows, cli.returncode, elapsed, sim_url, env, latencies, otp_errors)
-            if code:
-                keep_logs(tmp)
-            return code
+            return report(args.rows, cli.returncode, elapsed, stack, latencies, otp_errors)
+        except CheckFailed as exc:
+            print(f"FAIL: {exc}")
+            return 1
         finally:
-            for proc in reversed(procs):
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-            redis_server.kill()
-            redis_server.close()
+            stack.close()
+
+    return in_folder("campaign-run", body)
 
 
 def report(
     rows: int,
     returncode: int,
     elapsed: float,
-    sim_url: str,
-    env: dict[str, str],
+    stack: Stack,
     latencies: list[float],
     otp_errors: list[str],
 ) -> int:
     def view() -> dict[str, Any]:
         listed = subprocess.run(
             [sys.executable, "-m", "worker.cli", "campaign", "list", "--json", "--limit", "1"],
-            cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+            cwd=ROOT, env=stack.env, capture_output=True, text=True, check=False,
         )
         lines = listed.stdout.strip().splitlines()
         return json.loads(lines[0]) if lines else {}
@@ -216,11 +124,11 @@ def report(
     deadline = waited + 120  # receipts settle what was submitted (the simulator's delay: 1 s)
     while (current := view()).get("counts", {}).get("submitted") and time.monotonic() < deadline:
         time.sleep(2)
-    stats = httpx.get(f"{sim_url}/_sim/stats", timeout=5).json()["vendors"].get("infocloud", {})
+    stats = stack.sim_stats("infocloud")
     pending = stats.get('pending_receipts')
     print(f"receipts: waited {time.monotonic() - waited:.0f} s; {pending} still pending at the simulator")
     counts: dict[str, int] = current.get("counts", {})
-    final = sum(counts.get(s, 0) for s in ("delivered", "failed", "rejected", "rate_limited", "opted_out"))
+    final = sum(counts.get(state, 0) for state in FINAL_STATES)
     reached = counts.get("delivered", 0) + counts.get("failed", 0) + counts.get("submitted", 0)
     print(f"\ncampaign exit code {returncode}, {elapsed:.1f} s, {rows / elapsed:,.0f} rows/s end to end")
     print(f"campaign counts: {json.dumps(counts, sort_keys=True)}")

@@ -216,6 +216,7 @@ class Stack:
     extra: Mapping[str, str] = field(default_factory=dict)
     sim_mode: Literal["process", "thread"] = "process"
     sim_config: SimConfig | None = None
+    sim_options: tuple[str, ...] = ()  # more ``smsdispatch simulator`` options (process mode)
     redis: EmbeddedRedis = field(init=False)
     env: dict[str, str] = field(init=False)
     sim: SimulatorServer | None = field(init=False, default=None)
@@ -245,7 +246,7 @@ class Stack:
         else:
             port = 18800 + os.getpid() % 1000
             self.sim_url = f"http://127.0.0.1:{port}"
-            self.spawn("sim", ["simulator", "--port", str(port), "--receipt-delay", "1"])
+            self.spawn("sim", ["simulator", "--port", str(port), "--receipt-delay", "1", *self.sim_options])
             wait_until(
                 lambda: httpx.get(f"{self.sim_url}/_sim/stats", timeout=1).is_success, 30, "the simulator"
             )
