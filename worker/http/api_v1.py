@@ -8,14 +8,13 @@ time-outs: an outage is a 503 within seconds, not a hung request. See README "HT
 
 from __future__ import annotations
 
-import redis
 from fastapi import APIRouter
 
 from config.settings import Settings
 from worker.http import campaigns_v1, messages_v1
 from worker.http.auth import Keyring, guarded_route
 from worker.store import Store
-from worker.store.client import RETRIED, retry_policy
+from worker.store.client import short_client
 
 REDIS_TIMEOUT_S = 2.0
 OUTAGE_S = 2.0  # how long a request waits for Redis to come back before its 503
@@ -23,17 +22,7 @@ OUTAGE_S = 2.0  # how long a request waits for Redis to come back before its 503
 
 def api_store(settings: Settings) -> Store:
     """The store of the API's thread pool: its own client, short time-outs and retries."""
-    timeout = min(settings.redis_socket_timeout_s, REDIS_TIMEOUT_S)
-    client = redis.Redis.from_url(
-        settings.effective_redis_url,
-        decode_responses=True,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        health_check_interval=30,
-        retry=retry_policy(OUTAGE_S),
-        retry_on_error=list(RETRIED),
-    )
-    return Store(client, settings)
+    return Store(short_client(settings, REDIS_TIMEOUT_S, OUTAGE_S), settings)
 
 
 def router(settings: Settings) -> APIRouter:

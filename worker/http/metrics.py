@@ -18,14 +18,13 @@ import structlog
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from starlette.responses import Response
 
 from config.settings import PROVIDERS, Settings
 from worker.app import QUEUES
 from worker.metrics import local_registry
 from worker.store import State, Store, now_ms
+from worker.store.client import short_client
 
 log = structlog.get_logger(__name__)
 SCRAPE_REDIS_TIMEOUT_S = 1.0  # each read; a Redis outage costs a scrape about this once (see the collector)
@@ -137,15 +136,7 @@ def _int(value: str | None) -> int:
 def scrape_store(settings: Settings) -> Store:
     """A store on a client of the scrape's own: short time-outs and no retries, so a scrape during a Redis
     outage answers within a second or so (Prometheus scrapes again)."""
-    timeout = min(settings.redis_socket_timeout_s, SCRAPE_REDIS_TIMEOUT_S)
-    client = redis.Redis.from_url(
-        settings.effective_redis_url,
-        decode_responses=True,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-    )
-    return Store(client, settings)
+    return Store(short_client(settings, SCRAPE_REDIS_TIMEOUT_S), settings)
 
 
 def router(settings: Settings) -> APIRouter:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 
 from config.settings import Settings, get_settings
@@ -53,6 +53,26 @@ def get_redis(settings: Settings | None = None) -> redis.Redis:
         )
         _clients[key] = client
     return client
+
+
+def short_client(settings: Settings, timeout_s: float, outage_s: float = 0.0) -> redis.Redis:
+    """A client of its own for a caller that must answer fast (the HTTP API, a metrics scrape): each
+    command waits at most ``timeout_s`` (or the configured socket time-out, if shorter), and an outage is
+    retried for ``outage_s`` (0: not at all) instead of the process-wide ``redis_outage_s``."""
+    timeout = min(settings.redis_socket_timeout_s, timeout_s)
+    retries: dict[str, Any] = (
+        {"retry": retry_policy(outage_s), "retry_on_error": list(RETRIED)}
+        if outage_s > 0
+        else {"retry": Retry(NoBackoff(), 0)}
+    )
+    return redis.Redis.from_url(
+        settings.effective_redis_url,
+        decode_responses=True,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=30,
+        **retries,
+    )
 
 
 @functools.cache
