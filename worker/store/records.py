@@ -67,10 +67,11 @@ class Record:
     vendor_id: str = ""
     code: str = ""
     text: str = ""
-    fee: int | None = None  # billed segments, where the vendor says (Tencent)
+    fee: int | None = None  # billed parts: the vendor's word (Tencent), else counted at planning
 
     def pack(self) -> str:
-        """The stored form. Trailing empty fields are left out: most records carry no text and no fee."""
+        """The stored form. Trailing empty fields are left out: most records carry no text, and no fee
+        before the vendor took them."""
         fields = [self.state.value, str(self.updated_ms), self.provider, self.vendor_id, self.code]
         fields.append(self.text.replace(SEP, " ")[:MAX_TEXT])
         if self.fee is not None:
