@@ -3,13 +3,21 @@ minute, in rotation: the bulk worker SIGKILLed and restarted, a vendor outage, a
 
 An embedded Redis (append-only file, fsync every second, as R2), the simulator (in this process: its
 per-phone counters across vendors), a bulk worker (``sms.bulk,sms.notify,sms.poll``, concurrency 2), an
-OTP worker (``sms.otp``) and beat, with the demo's settings, Infocloud's budget at ``--rate`` calls/s
-and R1's 30 s settle window and 20 s lease grace. Traffic, all to phones used once:
+OTP worker (``sms.otp``), beat and the HTTP app (``smsdispatch api``: the push receivers), with the
+demo's settings, Infocloud's budget at ``--rate`` calls/s and R1's 30 s settle window and 20 s lease
+grace. Traffic, all to phones used once:
 
 - an OTP every ``--otp-every`` s (Tencent) and a three-phone notify every ``--notify-every`` s
   (Infocloud), through ``send_sms.delay`` as an application sends them;
 - a campaign of ``--rows`` recipients at the start of every minute (``worker.campaign.intake.submit``);
-- the simulator's receipts, collected by the workers' polls (no pushes: the demo's vendors are polled).
+- receipts: Infocloud's (the campaigns and notifies) pushed by the simulator to the HTTP app, as
+  Infocloud pushes them once given a URL; Tencent's (the OTPs) collected by the workers' polls;
+- a reply (MO) every ``--reply-every`` s from a phone that got an OTP, pushed by Infocloud (its MO is
+  push-only); every fourth says ``TD``, which opts the phone out.
+
+A push the receiver cannot store (Redis down) is answered 503 and tried again by the simulator, three
+times in all, then dropped as a vendor drops it: the receipts and replies it held are counted, and a
+recipient whose receipt was dropped may fail ``NO_RECEIPT``, a reply so dropped may be missing.
 
 Four seconds into each minute comes the fault: the bulk worker SIGKILLed (with its pool) and started
 again at once; Infocloud answering every send ``-1`` (transient) for ``--outage-s`` s, set through the
@@ -17,7 +25,8 @@ simulator's ``POST /_sim/faults``; or Redis stopped with SIGTERM, down ``--down-
 from its file. The RSS of each worker's process group, of beat and of Redis is sampled every 10 s.
 
 At the end: every recipient of every message and campaign final (submitted ones settled by receipts
-within ``--grace`` s), none taken twice by any vendor, the queues drained; memory flat: the mean RSS of
+within ``--grace`` s), none taken twice by any vendor, every reply stored and every ``TD`` an opt-out
+(but those the vendor dropped), the queues drained; memory flat: the mean RSS of
 the last fifth of samples within 20% of the second fifth's (Redis: plus what the recipients stored
 meanwhile may take, 1,000 bytes each, three times what B1 measured, since Redis keeps their state).
 
@@ -29,6 +38,7 @@ Prints the faults, the figures and a PASS/FAIL line; exit status 0 on PASS.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import signal
@@ -37,7 +47,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +75,7 @@ from reliability.stack import (  # noqa: E402
 )
 
 if TYPE_CHECKING:
+    from providers.simulator.core import SimState
     from worker.store import Store
 
 FAULTS = ("worker kill", "vendor outage", "Redis restart")
@@ -72,7 +83,8 @@ FAULT_AT_S = 4.0  # into each minute: the minute's campaign is being sent
 SAMPLE_S = 10.0
 FLAT = 1.20  # the last fifth's mean RSS over the second fifth's, at most
 REDIS_BYTES_PER_RECIPIENT = 1000  # what Redis may grow by per recipient stored between the two
-PARTS = ("bulk", "otp", "beat", "redis")
+PARTS = ("bulk", "otp", "beat", "api", "redis")
+PUSHER = "infocloud"  # the vendor that pushes its receipts and replies
 
 
 @dataclass
@@ -91,9 +103,26 @@ class Traffic:
 
     otp_every: float
     notify_every: float
+    reply_every: float = 10.0
     sent: list[Sent] = field(default_factory=list)
     refused: Counter[str] = field(default_factory=Counter)
+    replies: list[tuple[str, str]] = field(default_factory=list)  # (phone, text) the vendor was handed
     stop: threading.Event = field(default_factory=threading.Event)
+
+    def reply(self, sim: SimState) -> None:
+        """Replies from phones that got an OTP, pushed by ``PUSHER``; every fourth is ``TD``."""
+        for n in itertools.count():
+            if self.stop.wait(self.reply_every):
+                return
+            otps = [s for s in self.sent if s.kind == "otp"]
+            if not otps:
+                continue
+            phone = otps[-1].phones[0]
+            text = "TD" if n % 4 == 3 else f"thanks {n}"
+            if any(p == phone for p, _ in self.replies):
+                continue
+            sim.add_inbound(PUSHER, {"phone": phone, "content": text})
+            self.replies.append((phone, text))
 
     def run(self, kind: str) -> None:
         from tasks.send import send_sms
@@ -182,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=1.0, help="Infocloud calls per second (its budget)")
     parser.add_argument("--otp-every", type=float, default=1.0, help="seconds between OTPs")
     parser.add_argument("--notify-every", type=float, default=5.0, help="seconds between notifies")
+    parser.add_argument("--reply-every", type=float, default=10.0, help="seconds between replies (MO)")
     parser.add_argument("--outage-s", type=float, default=20.0)
     parser.add_argument("--down-s", type=float, default=5.0, help="how long Redis stays down")
     parser.add_argument("--grace", type=float, default=300.0, help="for everything to be final, after")
@@ -190,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("minutes", "rows"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
-    for name in ("rate", "otp_every", "notify_every", "outage_s", "grace"):
+    for name in ("rate", "otp_every", "notify_every", "reply_every", "outage_s", "grace"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be above 0")
     if args.minutes > 50:
@@ -199,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--outage-s must end within its minute (at most 55)")
     print(
         f"R7 soak: {args.minutes} min; an OTP every {args.otp_every} s, a notify every {args.notify_every}"
-        f" s, a {args.rows:,}-recipient campaign a minute; a fault a minute: {', '.join(FAULTS)}",
+        f" s, a {args.rows:,}-recipient campaign a minute, a reply every {args.reply_every} s;"
+        f" {PUSHER} pushes; a fault a minute: {', '.join(FAULTS)}",
         flush=True,
     )
 
@@ -221,16 +252,21 @@ def run(stack: Stack, args: argparse.Namespace) -> int:
     bulk = stack.worker("bulk", "sms.bulk,sms.notify,sms.poll", concurrency=2)
     stack.worker("otp", "sms.otp", concurrency=1)
     stack.beat()
+    api_url = stack.api()
+    assert stack.sim is not None
+    sim = stack.sim.state
+    sim.config = replace(sim.config, push_urls={PUSHER: api_url})
     stack.ready("bulk", "otp")
     store = stack.store()
     campaigns: list[tuple[str, list[str]]] = []
-    traffic = Traffic(args.otp_every, args.notify_every)
+    traffic = Traffic(args.otp_every, args.notify_every, args.reply_every)
     memory = Memory()
 
     def accepted() -> int:
         return traffic.recipients + sum(len(phones) for _, phones in campaigns)
 
     threads = [threading.Thread(target=traffic.run, args=(kind,), daemon=True) for kind in ("otp", "notify")]
+    threads.append(threading.Thread(target=traffic.reply, args=(sim,), daemon=True))
     threads.append(threading.Thread(target=memory.run, args=(stack, accepted), daemon=True))
     for thread in threads:
         thread.start()
@@ -261,8 +297,20 @@ def run(stack: Stack, args: argparse.Namespace) -> int:
     print(
         f"traffic stopped after {time.monotonic() - started:.0f} s; waiting for everything final", flush=True
     )
-    problems += check_campaigns(stack, store, campaigns, args, faults["worker kill"])
+    # Whatever Infocloud still has to push goes out before the counts of what it dropped are read.
+    wait_until(lambda: not stack.sim_stats(PUSHER).get("pending_receipts"), args.grace, "pushes sent", 1.0)
+    pushes = stack.sim_stats(PUSHER)
+    dropped = int(pushes.get("receipts_dropped", 0))
+    print(
+        f"{PUSHER} pushes: {pushes.get('pushed', 0):,} answered 2xx,"
+        f" {pushes.get('push_failed', 0):,} given up after three tries (Redis down),"
+        f" holding {dropped:,} receipts and"
+        f" {pushes.get('replies_dropped', 0):,} replies",
+        flush=True,
+    )
+    problems += check_campaigns(stack, store, campaigns, args, faults["worker kill"], dropped)
     problems += check_sends(stack, store, traffic, args.grace)
+    problems += check_replies(store, traffic, int(pushes.get("replies_dropped", 0)), args.grace)
     problems += check_drained(store)
     memory.stop.set()
     for thread in threads:
@@ -301,10 +349,16 @@ def inject(stack: Stack, fault: str, args: argparse.Namespace) -> float:
 
 
 def check_campaigns(
-    stack: Stack, store: Store, campaigns: list[tuple[str, list[str]]], args: argparse.Namespace, kills: int
+    stack: Stack,
+    store: Store,
+    campaigns: list[tuple[str, list[str]]],
+    args: argparse.Namespace,
+    kills: int,
+    dropped: int,
 ) -> list[str]:
     """R1's audit of every campaign: final, none twice, ambiguous ones settled. A poll killed holding a
-    page of receipts loses it (the vendor hands each once): a page per kill may fail ``NO_RECEIPT``."""
+    page of receipts loses it (the vendor hands each once): a page per kill may fail ``NO_RECEIPT``, as
+    may each receipt in a push the vendor dropped (``dropped``)."""
     problems = []
     states: Counter[tuple[str, str]] = Counter()
     ambiguous = lost = 0
@@ -314,7 +368,7 @@ def check_campaigns(
         except CheckFailed:
             diagnose(store, cid, stack.folder / f"diagnostics-{cid}.txt")
             raise
-        result = audit(stack, store, cid, phones, lost_receipts_allowed=kills * RECEIPT_PAGE)
+        result = audit(stack, store, cid, phones, lost_receipts_allowed=kills * RECEIPT_PAGE + dropped)
         problems += [f"campaign {cid}: {p}" for p in result.problems]
         states.update(result.by_state_code)
         ambiguous += len(result.ambiguous.phones)
@@ -324,7 +378,36 @@ def check_campaigns(
         f" code {dict(states)}; ambiguous {ambiguous:,} (all settled unless listed below);"
         f" vendor took it but failed NO_RECEIPT {lost:,}"
     )
+    if lost > kills * RECEIPT_PAGE + dropped:
+        problems.append(f"{lost:,} failed NO_RECEIPT, above {kills} kills' pages and {dropped:,} dropped")
     return problems
+
+
+def check_replies(store: Store, traffic: Traffic, dropped: int, grace: float) -> list[str]:
+    """Every reply the vendor was handed is stored (beat applies the pushes) and every ``TD`` opted its
+    phone out, but for at most ``dropped`` replies in pushes the vendor gave up on."""
+    wanted = list(traffic.replies)
+    missing: list[tuple[str, str]] = []
+
+    def stored() -> bool:
+        have = {(r.phone[-11:], r.content) for r in store.inbound(limit=len(wanted) + 1000)}
+        missing[:] = [
+            (phone, text)
+            for phone, text in wanted
+            if (phone, text) not in have or (text == "TD" and store.optout(phone) is None)
+        ]
+        return len(missing) <= dropped
+
+    with contextlib.suppress(CheckFailed):  # what is missing is reported below
+        wait_until(stored, grace, "replies stored", 1.0)
+    optouts = sum(1 for _, text in wanted if text == "TD")
+    print(
+        f"replies: {len(wanted):,} handed to {PUSHER} ({optouts} TD); {len(wanted) - len(missing):,} stored"
+        f" (TD ones opted out), {len(missing)} missing, {dropped} dropped by the vendor"
+    )
+    if len(missing) > dropped:
+        return [f"{len(missing)} replies not stored or not opted out (e.g. {missing[0]}), {dropped} dropped"]
+    return []
 
 
 def check_sends(stack: Stack, store: Store, traffic: Traffic, grace: float) -> list[str]:

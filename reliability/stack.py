@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -166,6 +167,13 @@ class Process:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def pid_rss_kib(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -278,6 +286,21 @@ class Stack:
 
     def beat(self) -> Process:
         return self.spawn("beat", ["beat", "-s", str(self.folder / "beat-schedule")])
+
+    def api(self, name: str = "api") -> str:
+        """``smsdispatch api`` (the push receivers, ``/v1``, ``/healthz``) on a free port; its base URL
+        once it answers ``/healthz``."""
+        port = free_port()
+        self.spawn(name, ["api", "--port", str(port)])
+        url = f"http://127.0.0.1:{port}"
+
+        def answered() -> bool:
+            if not self.procs[name].alive:
+                raise CheckFailed(f"{name} exited {self.procs[name].exit_code}: {self.procs[name].tail()}")
+            return httpx.get(f"{url}/healthz", timeout=1).status_code < 500
+
+        wait_until(answered, 60, f"{name} to answer /healthz")
+        return url
 
     def ready(self, *names: str, timeout: float = 90.0) -> None:
         """Wait until each named worker answers a ping (the broker and its pool are up)."""

@@ -114,6 +114,9 @@ class VendorCounters:
     dropped: int = 0  # calls whose answer a time-out or reset fault withheld, counted when the fault ends
     pushed: int = 0  # pushes our receiver answered 2xx (``pusher.py``)
     push_failed: int = 0  # pushes given up on after the vendor's tries
+    # What those given-up pushes held: receipts and replies the vendor dropped (never to be pulled either).
+    receipts_dropped: int = 0
+    replies_dropped: int = 0
 
 
 class SimState:
@@ -284,6 +287,8 @@ class SimState:
                         "pending_receipts": len(self.receipts.get(name, ())),
                         "pushed": c.pushed,
                         "push_failed": c.push_failed,
+                        "receipts_dropped": c.receipts_dropped,
+                        "replies_dropped": c.replies_dropped,
                     }
                     for name, c in self.vendors.items()
                 },

@@ -7,13 +7,15 @@ A vendor pushes once ``SimConfig.push_urls`` names a base URL for it (``http://h
 out by push instead of waiting for a pull. A vendor simulator that pushes has ``push_bodies(receipts,
 replies)`` returning ``(kind, body, content type)`` per POST, and ``push_tries``: a push that is not
 answered 2xx is tried again (after 0.2 s, 0.4 s, ...) up to that many times, then dropped, as the vendor
-drops it (Ihuyi: 3 tries); ``VendorCounters.pushed``/``push_failed`` count them.
+drops it (Ihuyi: 3 tries); ``VendorCounters.pushed``/``push_failed`` count them, and
+``receipts_dropped``/``replies_dropped`` what the dropped ones held.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -70,8 +72,17 @@ class Pusher:
                 continue
             receipts = self.state.take_receipts(vendor, RECEIPTS_PER_ROUND)
             replies = self.state.take_inbound(vendor, REPLIES_PER_ROUND)
-            for kind, body, content_type in sim.push_bodies(receipts, replies) if receipts or replies else []:
-                done += self._post(vendor, self._url(vendor, base, kind), body, content_type, sim.push_tries)
+            bodies = sim.push_bodies(receipts, replies) if receipts or replies else []
+            # A vendor's format puts all its items in one body or one item in each: a body given up on
+            # drops its share of them.
+            held = {"receipts": len(receipts), "inbound": len(replies)}
+            shares = Counter(kind for kind, _, _ in bodies)
+            for kind, body, content_type in bodies:
+                if self._post(vendor, self._url(vendor, base, kind), body, content_type, sim.push_tries):
+                    done += 1
+                else:
+                    what = "receipts_dropped" if kind == "receipts" else "replies_dropped"
+                    self._count(vendor, what, held[kind] // shares[kind])
         return done
 
     def _url(self, vendor: str, base: str, kind: str) -> str:
@@ -92,10 +103,10 @@ class Pusher:
         self._count(vendor, "push_failed")
         return 0
 
-    def _count(self, vendor: str, what: str) -> None:
+    def _count(self, vendor: str, what: str, n: int = 1) -> None:
         counters = self.state.counters(vendor)
         with self.state.lock:
-            setattr(counters, what, getattr(counters, what) + 1)
+            setattr(counters, what, getattr(counters, what) + n)
 
 
 def start_pusher(state: SimState, sims: Mapping[str, Any]) -> Pusher:

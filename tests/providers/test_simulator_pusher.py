@@ -51,6 +51,7 @@ def test_ihuyi_tries_three_times_then_drops_the_push(demo_settings: Settings) ->
     assert len(seen) == 3 and seen[0].url.path == "/push/ihuyi/inbound"
     counters = state.counters("ihuyi")
     assert (counters.pushed, counters.push_failed) == (0, 1)
+    assert (counters.replies_dropped, counters.receipts_dropped) == (1, 0)
 
 
 def test_infocloud_pushes_carry_its_api_key_and_arrive_result(demo_settings: Settings) -> None:
@@ -70,3 +71,14 @@ def test_a_vendor_without_a_push_url_keeps_its_receipts_for_the_pull(demo_settin
     state.accept("infocloud", ["13800138000"], lambda phone, ok: {"tel": phone})
     assert pusher(state, demo_settings, [], seen).run_once() == 0 and seen == []
     assert state.take_receipts("infocloud", 10) == [{"tel": "13800138000"}]
+
+
+def test_a_dropped_infocloud_push_counts_every_receipt_it_held(demo_settings: Settings) -> None:
+    state, seen = SimState(), []
+    configured(state, "infocloud")
+    phones = [f"1380013800{i}" for i in range(3)]
+    state.accept("infocloud", phones, lambda phone, ok: {"msgId": "57", "tel": phone,
+                                                         "arrive": "DELIVRD", "bid": "m.0"})
+    assert pusher(state, demo_settings, [503, 503, 503], seen).run_once() == 0
+    counters = state.counters("infocloud")
+    assert (counters.push_failed, counters.receipts_dropped) == (1, 3)
