@@ -4,7 +4,7 @@ For ``--chunks`` chunks of 1000 fresh phones each: planning (``build_plan`` of 1
 chunk's ``open_chunk`` (``init_queued``), the ``claim``, and the ``record`` of every phone submitted
 (``transition`` and its events), each timed in the worker (CPU of this process: redis-py packing the
 arguments and parsing the answer, our own code) and in Redis (its CPU per script, from ``INFO
-commandstats``: EVALSHA and the commands sent beside it; inflated when the cores are busy). Run with
+commandstats``: EVAL/EVALSHA and the commands sent beside it; inflated when the cores are busy). Run with
 redis-py's pure-Python parser and with hiredis (when installed) alternately, so that the two are compared
 in the same run.
 
@@ -35,9 +35,9 @@ from worker.embedded import EmbeddedRedis  # noqa: E402
 
 PHONES = 1000
 # Commands our code sends itself (those a script runs inside are counted by Redis under their own names
-# as well, and are part of the EVALSHA's time already). SCRIPT is redis-py's SCRIPT EXISTS before a
+# as well, and are part of the script's time already). SCRIPT is redis-py's SCRIPT EXISTS before a
 # pipeline that holds a script.
-OUTSIDE_LUA = {f"cmdstat_{name}" for name in ("evalsha", "xadd", "zadd", "set", "hsetnx", "script")}
+OUTSIDE_LUA = {f"cmdstat_{name}" for name in ("eval", "evalsha", "xadd", "zadd", "set", "hsetnx", "script")}
 
 
 def cpu_s() -> float:

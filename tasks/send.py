@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -110,11 +111,13 @@ def send_sms(
         earlier := earlier_answer(store, request.idempotency_key, message_id, fingerprint)
     ):
         return earlier
-    meta = store.message(message_id)
+    # One round trip: the vendors routing must skip, and what a redelivered task did before.
+    unhealthy, meta = store.before_send(PROVIDERS, request.kind, message_id)
     if meta.get("result"):  # this task ran to the end before and is being redelivered
         result: dict[str, Any] = json.loads(meta["result"])
         return result
-    return _plan_and_send(message_id, request, settings, store, int(meta.get("opened", -1)), fingerprint)
+    opened = int(meta.get("opened", -1))
+    return _plan_and_send(message_id, request, settings, store, opened, fingerprint, unhealthy)
 
 
 def request_fingerprint(request: SendInput) -> str:
@@ -137,27 +140,33 @@ def earlier_answer(store: Store, key: str, message_id: str, fingerprint: str) ->
 
 
 def _plan_and_send(
-    message_id: str, request: SendInput, settings: Settings, store: Store, opened: int, fingerprint: str
+    message_id: str,
+    request: SendInput,
+    settings: Settings,
+    store: Store,
+    opened: int,
+    fingerprint: str,
+    unhealthy: dict[str, dict[str, str]],
 ) -> dict[str, Any]:
-    plan = build_plan(request, settings, store.unavailable(PROVIDERS, request.kind))
+    plan = build_plan(request, settings, unhealthy)
     total = plan.accepted + len(plan.rejected)
-    store.create_message(
-        message_id,
-        {
-            "kind": request.kind,
-            "template": request.template or "",
-            "created_ms": now_ms(),
-            "recipients": total,
-            "chunks": len(plan.chunks),
-            "providers": ",".join(sorted(plan.providers)),
-        },
-    )
-    store.reject(message_id, plan.rejected)
+    meta: dict[str, str | int] = {
+        "kind": request.kind,
+        "template": request.template or "",
+        "created_ms": now_ms(),
+        "recipients": total,
+        "chunks": len(plan.chunks),
+        "providers": ",".join(sorted(plan.providers)),
+    }
     queue = queue_for(request.kind, plan.accepted, settings)
     single = None
-    if len(plan.chunks) == 1:
-        single = _dispatch_inline(ChunkJob(message_id, request.kind, plan.chunks[0]), queue, store, settings)
+    if len(plan.chunks) == 1:  # the message's meta rides with the chunk's open
+        store.reject(message_id, plan.rejected)
+        job = ChunkJob(message_id, request.kind, plan.chunks[0])
+        single = _dispatch_inline(job, queue, store, settings, meta)
     else:
+        store.create_message(message_id, meta)
+        store.reject(message_id, plan.rejected)
         _queue_chunks(message_id, request.kind, plan.chunks, queue, store, settings, opened)
     result = _result(message_id, plan, single)
     store.mark_message(message_id, result=json.dumps(result))
@@ -234,17 +243,18 @@ def _result(message_id: str, plan: Plan, single: Outcome | None) -> dict[str, An
     return result
 
 
-def _dispatch_inline(job: ChunkJob, queue: str, store: Store, settings: Settings) -> Outcome | None:
-    run = _run(job, queue, store, settings, lease_job=True)
-    return run.single
+def _dispatch_inline(
+    job: ChunkJob, queue: str, store: Store, settings: Settings, meta: Mapping[str, str | int]
+) -> Outcome | None:
+    """Send a message's one chunk inside send_sms. Its job and lease are kept first, like a planned
+    chunk's, with the message's meta in the same round trip."""
+    lease = lease_end_ms(settings, now_ms() + stale_ms(settings, job.chunk.provider))
+    store.open_chunk(job.message_id, job.chunk.number, _job_of(job, queue), lease, queued=False, meta=meta)
+    return _run(job, queue, store, settings).single
 
 
-def _run(job: ChunkJob, queue: str, store: Store, settings: Settings, lease_job: bool) -> ChunkRun:
-    """Run a chunk and schedule what it leaves to do. With ``lease_job`` (a chunk sent inside send_sms,
-    not opened by planning) its job and lease are kept first, like a planned chunk's."""
-    if lease_job:
-        lease = lease_end_ms(settings, now_ms() + stale_ms(settings, job.chunk.provider))
-        store.open_chunk(job.message_id, job.chunk.number, _job_of(job, queue), lease, queued=False)
+def _run(job: ChunkJob, queue: str, store: Store, settings: Settings) -> ChunkRun:
+    """Run a chunk and schedule what it leaves to do."""
     run = run_chunk(job, settings, store, get_provider(job.chunk.provider, settings))
     for retry in run.retries:
         schedule_retry(store, settings, job, retry, queue)
@@ -279,7 +289,7 @@ def dispatch_chunk(
     job = ChunkJob(message_id, kind, spec, attempt, bool(campaign))
     if job.campaign and not _gate(job, queue, store, settings):
         return
-    _run(job, queue, store, settings, lease_job=False)
+    _run(job, queue, store, settings)
 
 
 def _gate(job: ChunkJob, queue: str, store: Store, settings: Settings) -> bool:

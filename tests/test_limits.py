@@ -61,6 +61,19 @@ def test_the_hourly_rule_binds_when_the_short_one_does_not(store: Store) -> None
     assert third.send == () and third.limited == (("13800000001", LimitRule(2, 3600)),)
 
 
+def test_a_phone_refused_by_a_later_rule_keeps_its_earlier_counts(store: Store, r: redis.Redis) -> None:
+    """The claim charges first and takes the charges back from a phone over a rule: a refusal leaves
+    every window's count as it was, so that it does not use up the phone's allowance."""
+    rules = parse_rules(["100/1h", "2/1d"])
+    assert claim(store, ["13800000001"], rules, "a").send
+    assert claim(store, ["13800000001"], rules, "b").send
+    before = charged(r)
+    assert before == {3600: {"13800000001": "2"}, 86400: {"13800000001": "2"}}
+    for message_id in ("c", "d"):
+        assert claim(store, ["13800000001"], rules, message_id).limited
+    assert charged(r) == before
+
+
 def test_a_redelivered_chunk_never_resends_and_charges_nothing_twice(store: Store, r: redis.Redis) -> None:
     phones = ["13800000001", "13800000002"]
     assert claim(store, phones).send == tuple(phones)

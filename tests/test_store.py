@@ -235,6 +235,32 @@ def test_a_chunk_run_with_nothing_left_to_write_still_ends_its_lease(store: Stor
     assert store.progress("m1")["chunks_done"] == 1
 
 
+def test_a_chunk_is_opened_admitted_and_recorded_without_script_exists_even_after_a_flush(
+    store: Store, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipelined scripts go as EVAL: no ``SCRIPT EXISTS`` round trip before them (redis-py's
+    ``Pipeline.load_scripts``), and nothing to miss when Redis has lost its script cache (a restart)."""
+    from tasks.send import chunk_job
+
+    def no_script_exists(self: Any) -> None:
+        raise AssertionError("a pipeline sent SCRIPT EXISTS")
+
+    monkeypatch.setattr(redis.client.Pipeline, "load_scripts", no_script_exists)
+    r.script_flush()
+    job = chunk_job("notify", "sms.notify", ChunkSpec(0, "infocloud", (P1, P2), TEMPLATE))
+    assert store.open_chunk("m1", 0, job, now_ms() + 60_000, queued=True)
+    assert states(store, "m1") == {P1: "queued", P2: "queued"}
+    gate, _ = store.admit("infocloud", 1000.0)
+    assert gate.allowed
+    claim(store, [P1, P2], "m1", "tok-a")
+    r.script_flush()
+    outcomes = [Outcome(P1, State.SUBMITTED, "200"), Outcome(P2, State.FAILED, "60001")]
+    done = Recording(outcomes, chunk_done=True)
+    store.record("m1", "infocloud", done, chunk=0)
+    assert states(store, "m1") == {P1: "submitted", P2: "failed"}
+    assert r.zscore(Keys.leases, "m1|0") is None
+
+
 # -- events ------------------------------------------------------------------------------------------
 
 

@@ -11,14 +11,18 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from config.limits import LimitRule
 from worker.events import StateEvent, group
 from worker.store.base import StoreBase, fields
+from worker.store.client import queue_script
 from worker.store.keys import Keys
 from worker.store.records import NO_RECORD, Record, State, now_ms, state_of
 from worker.store.vendors import FAILOVER_BASE
+
+if TYPE_CHECKING:
+    from redis.client import Pipeline
 
 BEIJING_OFFSET_S = 8 * 3600  # windows of a day or longer reset at Beijing midnight
 STATES = frozenset(State)
@@ -77,21 +81,27 @@ class RecipientsMixin(StoreBase):
     # -- planning -----------------------------------------------------------------------------------
 
     def open_chunk(
-        self, message_id: str, number: int, job: Mapping[str, Any], lease_until_ms: int, queued: bool
+        self,
+        message_id: str,
+        number: int,
+        job: Mapping[str, Any],
+        lease_until_ms: int,
+        queued: bool,
+        meta: Mapping[str, str | int] | None = None,
     ) -> bool:
         """Keep a chunk's job (to queue it again if its task is lost) and its lease; with ``queued``
         (planning), record its recipients as queued unless they already have a state and keep the
-        first job. Returns True if the job is new (False: a re-run plan met a chunk it had opened)."""
+        first job. With ``meta``, create the message too (``create_message``, in the same round trip).
+        Returns True if the job is new (False: a re-run plan met a chunk it had opened)."""
         plan = Keys.plan(message_id)
         with self.r.pipeline(transaction=False) as pipe:
+            if meta:
+                self._create_message(pipe, message_id, meta)
             if queued:
                 record = Record(State.QUEUED, now_ms(), job["chunk"]["provider"]).pack()
                 phones = job["chunk"]["phones"]
-                self._script("init_queued")(
-                    keys=[Keys.recipients(message_id), Keys.counts(message_id)],
-                    args=[record, self.ttl, *phones],
-                    client=pipe,
-                )
+                keys = [Keys.recipients(message_id), Keys.counts(message_id)]
+                queue_script(pipe, "init_queued", keys, [record, self.ttl, *phones])
             encoded = json.dumps(job, separators=(",", ":"))
             if queued:  # planning: a re-run plan keeps what it opened
                 pipe.hsetnx(plan, str(number), encoded)
@@ -148,17 +158,17 @@ class RecipientsMixin(StoreBase):
         """End a chunk's lease: nothing of it is left to do (``done``: counted in ``chunks_done``), or
         it is set aside to be opened again later (not counted, or it would be counted twice). Returns
         whether the lease was still open."""
-        return bool(self._end_lease(self.r, message_id, number, done))
+        with self.r.pipeline(transaction=False) as pipe:
+            self._end_lease(pipe, message_id, number, done)
+            (ended,) = pipe.execute()
+        return bool(ended)
 
-    def _end_lease(self, client: Any, message_id: str, number: int, done: bool = True) -> Any:
-        """The lease's end in ``client`` (a pipeline, or the client itself). Only chunks of the plan count:
-        a failover's chunks (numbers from ``FAILOVER_BASE``) carry on one that was counted already."""
+    def _end_lease(self, pipe: Pipeline, message_id: str, number: int, done: bool = True) -> None:
+        """The lease's end, queued on ``pipe``. Only chunks of the plan count: a failover's chunks
+        (numbers from ``FAILOVER_BASE``) carry on one that was counted already."""
         counted = "1" if done and number < FAILOVER_BASE else "0"
-        return self._script("end_lease")(
-            keys=[Keys.leases, Keys.counts(message_id)],
-            args=[lease_member(message_id, number), counted],
-            client=client,
-        )
+        keys = [Keys.leases, Keys.counts(message_id)]
+        queue_script(pipe, "end_lease", keys, [lease_member(message_id, number), counted])
 
     # -- recording ----------------------------------------------------------------------------------
 
@@ -183,7 +193,7 @@ class RecipientsMixin(StoreBase):
             if pairs:
                 args = [self.ttl, " ".join(from_states), *pairs]
                 keys = [Keys.recipients(message_id), Keys.counts(message_id)]
-                self._script("transition")(keys=keys, args=args, client=pipe)
+                queue_script(pipe, "transition", keys, args)
             self._publish(pipe, recording.events)
             for key, value in recording.index.items():
                 pipe.set(key, value, ex=self.ttl)
@@ -237,11 +247,13 @@ class RecipientsMixin(StoreBase):
     # -- messages -----------------------------------------------------------------------------------
 
     def create_message(self, message_id: str, meta: Mapping[str, str | int]) -> None:
-        key = Keys.message(message_id)
         with self.r.pipeline(transaction=False) as pipe:
-            pipe.hset(key, mapping=fields(meta))
-            pipe.expire(key, self.ttl)
+            self._create_message(pipe, message_id, meta)
             pipe.execute()
+
+    def _create_message(self, pipe: Pipeline, message_id: str, meta: Mapping[str, str | int]) -> None:
+        pipe.hset(Keys.message(message_id), mapping=fields(meta))
+        pipe.expire(Keys.message(message_id), self.ttl)
 
     def message(self, message_id: str) -> dict[str, str]:
         return cast("dict[str, str]", self.r.hgetall(Keys.message(message_id)))

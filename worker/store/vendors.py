@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from worker.store.base import StoreBase, fields
+from worker.store.client import queue_script
 from worker.store.keys import Keys
 from worker.store.limits import ARRIVAL_MARGIN_MS, HOLD_S, budget_args, go_at, slot
 from worker.store.records import now_ms
@@ -101,8 +102,8 @@ class VendorsMixin(StoreBase):
         keys = [Keys.breaker(provider), Keys.vendor_ok(provider)]
         budget = budget_args(per_second, ARRIVAL_MARGIN_MS, HOLD_S)
         with self.r.pipeline(transaction=False) as pipe:
-            self._script("breaker")(keys=keys, args=args, client=pipe)
-            self._script("gcra")(keys=[Keys.budget(provider)], args=budget, client=pipe)
+            queue_script(pipe, "breaker", keys, args)
+            queue_script(pipe, "gcra", [Keys.budget(provider)], budget)
             answer, taken = pipe.execute()
         allowed, probe, gate_wait_ms, failures = (int(x) for x in answer)
         gate = Gate(bool(allowed), bool(probe), gate_wait_ms / 1000, failures)
@@ -117,30 +118,32 @@ class VendorsMixin(StoreBase):
         """Vendors whose breaker is open with no probe due (routing skips them for failover kinds), in the
         form of :meth:`benches`."""
         with self.r.pipeline(transaction=False) as pipe:
-            for name in providers:
-                pipe.hgetall(Keys.breaker(name))
-                pipe.get(Keys.vendor_ok(name))
-            found = pipe.execute()
-        now = now_ms()
-        out = {}
-        for i, name in enumerate(providers):
-            info, ok = cast("dict[str, str]", found[2 * i]), found[2 * i + 1] or ""
-            if info.get("state") != "open" or info.get("seen", "") != ok:
-                continue  # closed, or a call succeeded since it opened
-            next_probe = int(info.get("next_probe") or 0)
-            if now < next_probe:
-                failures = info.get("failures", "?")
-                reason = f"circuit open after {failures} failures, next probe in {next_probe - now} ms"
-                out[name] = {"code": BREAKER_CODE, "reason": reason}
-        return out
+            _ask_breakers(pipe, providers)
+            return _open_breakers(pipe.execute(), providers)
 
     def unavailable(self, providers: Sequence[str], kind: str) -> dict[str, dict[str, str]]:
         """Vendors routing skips for ``kind``: the benched ones, and for the kinds that fail over
-        (``breaker.failover_kinds``) those whose breaker is open. Two round trips at most."""
-        out = self.benches(providers)
-        if kind in self.settings.breaker.failover_kinds:
-            out = {**self.open_breakers(providers), **out}
-        return out
+        (``breaker.failover_kinds``) those whose breaker is open. One round trip."""
+        return self.before_send(providers, kind)[0]
+
+    def before_send(
+        self, providers: Sequence[str], kind: str, message_id: str = ""
+    ) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+        """What a send reads before it plans, in one round trip: :meth:`unavailable`, and with
+        ``message_id`` that message's meta (a redelivered task finds what it did: ``Store.message``)."""
+        failover = kind in self.settings.breaker.failover_kinds
+        with self.r.pipeline(transaction=False) as pipe:
+            _ask_benches(pipe, providers)
+            if failover:
+                _ask_breakers(pipe, providers)
+            if message_id:
+                pipe.hgetall(Keys.message(message_id))
+            found = pipe.execute()
+        out = _benches(found, providers)
+        if failover:
+            out = {**_open_breakers(found[2 * len(providers) :], providers), **out}
+        meta = cast("dict[str, str]", found[-1]) if message_id else {}
+        return out, meta
 
     def failover_numbers(self, message_id: str, count: int) -> range:
         """``count`` chunk numbers of ``message_id`` never used before, for chunks planned again on another
@@ -171,17 +174,8 @@ class VendorsMixin(StoreBase):
     def benches(self, providers: Sequence[str]) -> dict[str, dict[str, str]]:
         """The benched vendors: code, reason, at (ms), and ``until`` ("credit", or a time in ms)."""
         with self.r.pipeline(transaction=False) as pipe:
-            for name in providers:
-                pipe.hgetall(Keys.health(name))
-                pipe.pttl(Keys.health(name))
-            found = pipe.execute()
-        now = now_ms()
-        out = {}
-        for i, name in enumerate(providers):
-            info, ttl = cast("dict[str, str]", found[2 * i]), int(found[2 * i + 1])
-            if info:
-                out[name] = {**info, "until": info.get("until") or str(now + max(ttl, 0))}
-        return out
+            _ask_benches(pipe, providers)
+            return _benches(pipe.execute(), providers)
 
     def clear_balance_bench(self, provider: str) -> bool:
         """Lift a balance bench (a poll showed credit). An auth or config bench stays. True if lifted."""
@@ -269,3 +263,42 @@ def _readings(raw: Mapping[str, str]) -> tuple[BalanceReading, ...]:
         except ValueError:
             continue
     return tuple(out)
+
+
+def _ask_benches(pipe: Any, providers: Sequence[str]) -> None:
+    for name in providers:
+        pipe.hgetall(Keys.health(name))
+        pipe.pttl(Keys.health(name))
+
+
+def _benches(found: Sequence[Any], providers: Sequence[str]) -> dict[str, dict[str, str]]:
+    """:meth:`Store.benches` from the answers of :func:`_ask_benches` (first in ``found``)."""
+    now = now_ms()
+    out = {}
+    for i, name in enumerate(providers):
+        info, ttl = cast("dict[str, str]", found[2 * i]), int(found[2 * i + 1])
+        if info:
+            out[name] = {**info, "until": info.get("until") or str(now + max(ttl, 0))}
+    return out
+
+
+def _ask_breakers(pipe: Any, providers: Sequence[str]) -> None:
+    for name in providers:
+        pipe.hgetall(Keys.breaker(name))
+        pipe.get(Keys.vendor_ok(name))
+
+
+def _open_breakers(found: Sequence[Any], providers: Sequence[str]) -> dict[str, dict[str, str]]:
+    """:meth:`Store.open_breakers` from the answers of :func:`_ask_breakers` (first in ``found``)."""
+    now = now_ms()
+    out = {}
+    for i, name in enumerate(providers):
+        info, ok = cast("dict[str, str]", found[2 * i]), found[2 * i + 1] or ""
+        if info.get("state") != "open" or info.get("seen", "") != ok:
+            continue  # closed, or a call succeeded since it opened
+        next_probe = int(info.get("next_probe") or 0)
+        if now < next_probe:
+            failures = info.get("failures", "?")
+            reason = f"circuit open after {failures} failures, next probe in {next_probe - now} ms"
+            out[name] = {"code": BREAKER_CODE, "reason": reason}
+    return out

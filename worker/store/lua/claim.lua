@@ -1,7 +1,8 @@
 -- Claim a chunk's recipients for one vendor call, atomically, across every worker.
 -- For each phone: skip it if it is already past the queue (a retried or redelivered chunk never
 -- resends), refuse it if opted out or over a per-phone limit, otherwise charge its limits and mark it
--- "sending" with this run's claim token. One round trip per chunk.
+-- "sending" with this run's claim token. One round trip per chunk. The opt-out set is looked up only
+-- when it exists; limits are charged first and taken back for a phone over one.
 --
 -- The token makes the script safe to run twice for the same run (a command retried after a dropped
 -- connection): a phone already "sending" under our own token is ours again, and is not charged twice.
@@ -27,6 +28,8 @@ local ttl = tonumber(ARGV[6 + 3 * n])
 local first = 8 + 3 * n
 local sending = "sending" .. SEP .. now .. SEP .. provider .. SEP .. token .. SEP .. SEP
 local check_optout = ARGV[7 + 3 * n] == "1" and redis.call("EXISTS", KEYS[3]) == 1
+local limit = {}
+for r = 1, n do limit[r] = tonumber(ARGV[3 + r]) end
 local out = {}
 local delta = {}
 
@@ -62,21 +65,22 @@ for i = first, #ARGV do
       write(phone, rec, state, "opted_out", record("opted_out", "OPTOUT", "the recipient opted out"))
       result = "O"
     else
+      -- Charge each rule and take the charges back if one goes over: one call per rule for a phone
+      -- within its limits (the common case), not a read and then a write.
       local hit
       for r = 1, n do
-        local used = tonumber(redis.call("HGET", KEYS[LIMITS + r], phone) or "0")
-        if used >= tonumber(ARGV[3 + r]) then
+        if redis.call("HINCRBY", KEYS[LIMITS + r], phone, 1) > limit[r] then
           hit = r
           break
         end
       end
       if hit then
+        for r = 1, hit do
+          redis.call("HINCRBY", KEYS[LIMITS + r], phone, -1)
+        end
         write(phone, rec, state, "rate_limited", record("rate_limited", "LIMIT", ARGV[3 + 2 * n + hit]))
         result = "L" .. hit
       else
-        for r = 1, n do
-          redis.call("HINCRBY", KEYS[LIMITS + r], phone, 1)
-        end
         write(phone, rec, state, "sending", sending)
         result = "S"
       end
