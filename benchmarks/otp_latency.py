@@ -78,6 +78,10 @@ def main() -> None:
     parser.add_argument("--otps", type=int, default=1000)
     parser.add_argument("--pace", type=float, default=100.0, help="OTPs per second")
     parser.add_argument("--bulk", type=int, default=500_000, help="recipients of the bulk send under load")
+    parser.add_argument("--otp-concurrency", type=int, default=2, help="processes of the OTP worker")
+    parser.add_argument(
+        "--bulk-nice", type=int, default=0, help="CPU priority of the bulk worker (nice; 0: the same)"
+    )
     parser.add_argument("--port", type=int, default=18890)
     args = parser.parse_args()
 
@@ -99,8 +103,10 @@ def main() -> None:
     try:
         httpx.post(bulk_url + "/_sim/config", json={"tps_limit": 1_000_000}).raise_for_status()
         suffix = uuid.uuid4().hex[:6]
-        procs.append(start_host(f"b3-otp-{suffix}", "sms.otp", 2, logs))
-        procs.append(start_host(f"b3-bulk-{suffix}", "sms.notify,sms.bulk,sms.poll", 2, logs))
+        procs.append(start_host(f"b3-otp-{suffix}", "sms.otp", args.otp_concurrency, logs))
+        procs.append(
+            start_host(f"b3-bulk-{suffix}", "sms.notify,sms.bulk,sms.poll", 2, logs, nice=args.bulk_nice)
+        )
         wait_hosts(procs[2:], logs)
         latencies(otp_url, send_otps(4, 10, 90_000_000))  # warm-up: each OTP process's connections
         idle = latencies(otp_url, send_otps(args.otps, args.pace, 0))
@@ -136,8 +142,8 @@ def report(
         f"Python {platform.python_version()}"
     )
     print(
-        "workers: sms.otp x 2 (OTP vendor: Tencent, a stub process of its own); "
-        "sms.notify,sms.bulk,sms.poll x 2"
+        f"workers: sms.otp x {args.otp_concurrency} (OTP vendor: Tencent, a stub process of its own); "
+        f"sms.notify,sms.bulk,sms.poll x 2{f' at nice {args.bulk_nice}' if args.bulk_nice else ''}"
     )
     print(
         f"OTPs: {args.otps:,} to distinct phones at {args.pace:g}/s, send_sms.delay to arrival at the vendor"
