@@ -89,7 +89,10 @@ def main() -> int:
             submit = ["campaign", "submit", str(path), "--template", "order_shipped", "--follow"]
             cli = subprocess.run(
                 [sys.executable, "-m", "worker.cli", *submit],
-                cwd=ROOT, env=stack.env, timeout=args.timeout, check=False,
+                cwd=ROOT,
+                env=stack.env,
+                timeout=args.timeout,
+                check=False,
             )
             elapsed = time.monotonic() - started
             stop.set()
@@ -115,7 +118,11 @@ def report(
     def view() -> dict[str, Any]:
         listed = subprocess.run(
             [sys.executable, "-m", "worker.cli", "campaign", "list", "--json", "--limit", "1"],
-            cwd=ROOT, env=stack.env, capture_output=True, text=True, check=False,
+            cwd=ROOT,
+            env=stack.env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         lines = listed.stdout.strip().splitlines()
         return json.loads(lines[0]) if lines else {}
@@ -125,7 +132,7 @@ def report(
     while (current := view()).get("counts", {}).get("submitted") and time.monotonic() < deadline:
         time.sleep(2)
     stats = stack.sim_stats("infocloud")
-    pending = stats.get('pending_receipts')
+    pending = stats.get("pending_receipts")
     print(f"receipts: waited {time.monotonic() - waited:.0f} s; {pending} still pending at the simulator")
     counts: dict[str, int] = current.get("counts", {})
     final = sum(counts.get(state, 0) for state in FINAL_STATES)

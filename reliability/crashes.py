@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from reliability.stack import (  # noqa: E402
+    RECEIPT_PAGE,
     CheckFailed,
     Stack,
     audit,
@@ -46,7 +47,6 @@ from reliability.stack import (  # noqa: E402
 )
 
 CALL_LATENCY_S = 0.2
-RECEIPT_PAGE = 600  # Infocloud's receipts per query
 
 
 def main(argv: list[str] | None = None) -> int:

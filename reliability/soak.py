@@ -56,9 +56,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from reliability.crashes import RECEIPT_PAGE  # noqa: E402
 from reliability.stack import (  # noqa: E402
     FINAL_STATES,
+    RECEIPT_PAGE,
     VENDORS,
     CheckFailed,
     Stack,

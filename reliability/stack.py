@@ -44,6 +44,9 @@ ROOT = Path(__file__).resolve().parent.parent
 VENDORS = ("infocloud", "xiaorui", "deepfinch", "tencent", "ihuyi")
 FINAL_STATES = ("delivered", "failed", "rejected", "rate_limited", "opted_out", "cancelled")
 SETTLE_S = 30  # the campaign checks' settle window: a submitted recipient without a receipt fails after it
+# Infocloud's receipts per query. The vendor hands each receipt once: a page pulled by a poll that was
+# killed, or whose answer the network lost, is gone, and its recipients fail NO_RECEIPT after SETTLE_S.
+RECEIPT_PAGE = 600
 
 
 def campaign_check_setup(rate: float, log_level: str) -> tuple[dict[str, str], SimConfig]:
