@@ -14,6 +14,7 @@ from config.limits import LimitRule, parse_rules
 from config.settings import Settings
 from worker.store import Claim, Keys, Outcome, Record, Recording, State, Store, now_ms, window_bucket
 from worker.store.limits import take_budget, try_window
+from worker.store.recipients import LIMIT_KEY_MARGIN_S
 
 OTP = parse_rules(["1/30s", "5/1h", "10/1d"])
 STALE_MS = 60_000
@@ -72,6 +73,15 @@ def test_a_phone_refused_by_a_later_rule_keeps_its_earlier_counts(store: Store, 
     for message_id in ("c", "d"):
         assert claim(store, ["13800000001"], rules, message_id).limited
     assert charged(r) == before
+
+
+def test_a_window_hash_expires_a_few_seconds_after_its_window(store: Store, r: redis.Redis) -> None:
+    """A one-second rule's hashes are kept for their second and a margin, not a minute (memory)."""
+    claim(store, ["13800000001"], parse_rules(["1/1s", "20/1d"]))
+    prefix = Keys.limit("otp", 0, 0).rsplit(":", 2)[0]
+    ttls = {int(key.rsplit(":", 2)[1]): r.ttl(key) for key in r.scan_iter(prefix + ":*")}
+    assert 0 < ttls[1] <= 1 + LIMIT_KEY_MARGIN_S
+    assert 86400 < ttls[86400] <= 86400 + LIMIT_KEY_MARGIN_S
 
 
 def test_a_redelivered_chunk_never_resends_and_charges_nothing_twice(store: Store, r: redis.Redis) -> None:
