@@ -98,19 +98,8 @@ def start_host(
 ) -> subprocess.Popen[bytes]:
     """One worker host: a ``celery worker`` of its own node name (with ``beat``, also beat's schedule),
     with ``env`` over this process's environment, at CPU priority ``nice`` (its pool children too)."""
-    cmd = ["nice", "-n", str(nice)] if nice else []
-    cmd += [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "worker.app",
-        "worker",
-        "-Q",
-        queues,
-        "-c",
-        str(concurrency),
-    ]
+    celery = [sys.executable, "-m", "celery", "-A", "worker.app", "worker"]
+    cmd = (["nice", "-n", str(nice)] if nice else []) + celery + ["-Q", queues, "-c", str(concurrency)]
     cmd += ["-n", f"{name}@%h", "-l", "WARNING", "--without-gossip", "--without-mingle"]
     if beat:
         cmd += ["-B", "-s", str(logs / f"{name}-beat-schedule")]
