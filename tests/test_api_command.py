@@ -29,17 +29,21 @@ def test_push_urls_say_how_each_vendor_is_checked(settings) -> None:  # type: ig
     assert "own credential" in by_path["https://sms.example.com/push/infocloud/receipts"]
 
 
-def test_the_api_stops_in_one_line_when_redis_is_out_of_reach(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("args", [["api", "--port", "8999"], ["pushes"], ["webhooks"]])
+def test_a_command_stops_in_one_line_with_exit_5_when_redis_is_out_of_reach(
+    monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
     from config.settings import get_settings
 
     monkeypatch.setenv("SMSD_REDIS_URL", "redis://127.0.0.1:1/0")
     get_settings.cache_clear()
     try:
-        out = CliRunner().invoke(main, ["api", "--port", "8999"])
+        out = CliRunner().invoke(main, args)
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
-    assert out.exit_code == 1 and "SMSD_REDIS_URL=redis://127.0.0.1:1/0: cannot reach Redis" in out.output
+    assert out.exit_code == 5  # README "Exit codes": Redis, which is also the broker, cannot be reached
+    assert "SMSD_REDIS_URL=redis://127.0.0.1:1/0: cannot reach Redis" in out.output
 
 
 def test_pushes_shows_the_backlog_and_failed_bodies(r, settings) -> None:  # type: ignore[no-untyped-def]

@@ -7,14 +7,8 @@ from datetime import UTC, datetime
 
 import click
 
-from config.settings import Settings, SettingsError, get_settings
-
-
-def _settings() -> Settings:
-    try:
-        return get_settings()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+from config.settings import Settings
+from worker.console import require_redis, require_settings
 
 
 def push_url_lines(settings: Settings, base: str) -> list[str]:
@@ -55,11 +49,11 @@ def api(host: str, port: int, public_url: str) -> None:
     from worker.http import build_app
     from worker.http.auth import describe_keys
     from worker.logging import configure as configure_logging
-    from worker.preflight import announce, check_redis
+    from worker.preflight import announce
 
-    settings = _settings()
+    settings = require_settings()
     configure_logging(settings.log_level, settings.log_json)  # phones masked, secrets dropped, as workers do
-    check_redis(settings)
+    require_redis(settings)
     announce(settings)
     base = (public_url or f"http://{host}:{port}").rstrip("/")
     click.echo("push receivers (configure these URLs at each vendor):")
@@ -74,11 +68,10 @@ def api(host: str, port: int, public_url: str) -> None:
 def pushes(count: int) -> None:
     """Show stored pushes not applied yet, and the newest bodies that failed parsing (kept push.keep_s)."""
     from providers.pushes import PushKind
-    from worker.preflight import check_redis
     from worker.store import Store, get_redis
 
-    settings = _settings()
-    check_redis(settings)
+    settings = require_settings()
+    require_redis(settings)
     store = Store(get_redis(settings), settings)
     for kind in PushKind:
         click.echo(f"{kind.value:<10}{store.push_backlog(kind):>8,} stored, not applied yet")

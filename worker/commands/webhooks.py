@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import click
 
-from config.settings import SettingsError, get_settings
+from worker.console import require_redis, require_settings
 
 
 def _when(ms: int, now_ms: int) -> str:
@@ -23,15 +23,11 @@ def _when(ms: int, now_ms: int) -> str:
 def webhooks(dead: int) -> None:
     """Show webhook delivery: the URL (no credentials), events in flight and unread, the last success, the
     last error, the next attempt and the latest batches given up on."""
-    try:
-        settings = get_settings()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
-    from worker.preflight import check_redis
+    settings = require_settings()
     from worker.store import Store, get_redis, now_ms
     from worker.webhooks import shown_url
 
-    check_redis(settings)
+    require_redis(settings)
     section = settings.webhooks
     store = Store(get_redis(settings), settings)
     state = store.webhook_state()
