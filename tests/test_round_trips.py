@@ -14,9 +14,9 @@ from config.settings import Settings
 from providers.simulator.server import SimulatorServer
 
 # What one OTP sends, in order: routing's view of the vendors and the message (one pipeline); the
-# message's meta, the chunk's job and lease; the breaker and budget; the claim; the record (with the
-# vendor-id index, the settle deadline and the lease's end); the events of what it wrote; the result.
-OTP_ROUND_TRIPS = 7
+# message's meta, the chunk's job and lease; the breaker and budget; the claim; the record (the events
+# of what it wrote, the vendor-id index, the settle deadline and the lease's end); the result.
+OTP_ROUND_TRIPS = 6
 
 
 def otp(phone: str) -> dict[str, Any]:
@@ -27,7 +27,7 @@ def otp(phone: str) -> dict[str, Any]:
     return result
 
 
-def test_an_otp_makes_seven_round_trips_to_redis(
+def test_an_otp_makes_six_round_trips_to_redis(
     settings: Settings, sim: SimulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     otp("13800000001")  # warm: the client's connection and the scripts Redis caches

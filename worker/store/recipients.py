@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from config.limits import LimitRule
+from worker.events import VERSION as EVENTS_VERSION
 from worker.events import StateEvent, group
 from worker.store.base import StoreBase, fields
 from worker.store.client import queue_script
@@ -190,17 +191,23 @@ class RecipientsMixin(StoreBase):
         why: str = "call",
         chunk: int | None = None,
     ) -> list[str]:
-        """Write each outcome over a record in one of ``from_states``, with its events, vendor-id index
-        entries, the settle deadline of what was submitted and, when ``recording.chunk_done``, the end
-        of the chunk's lease. Returns the phones written."""
+        """Write each outcome over a record in one of ``from_states``, with the state events of what was
+        written (by ``transition.lua``), ``recording.events``, vendor-id index entries, the settle deadline
+        of what was submitted and, when ``recording.chunk_done``, the end of the chunk's lease: one round
+        trip. Returns the phones written."""
         at = now_ms()
-        pairs: list[str | int] = []
+        groups: dict[tuple[str, str], int] = {}  # (state, code) -> its event's number, first seen first
+        triples: list[str | int] = []
         for o in recording.outcomes:
-            pairs += [o.phone, Record(o.state, at, provider, o.vendor_id, o.code, o.text, o.fee).pack()]
+            group = groups.setdefault((o.state.value, o.code), len(groups) + 1)
+            record = Record(o.state, at, provider, o.vendor_id, o.code, o.text, o.fee).pack()
+            triples += [o.phone, record, group]
         with self.r.pipeline(transaction=False) as pipe:
-            if pairs:
-                args = [self.ttl, " ".join(from_states), *pairs]
-                keys = [Keys.recipients(message_id), Keys.counts(message_id)]
+            if triples:
+                event = (EVENTS_VERSION, at, message_id, provider, why, at - self.ttl * 1000, len(groups))
+                args: list[str | int] = [self.ttl, " ".join(from_states), *event]
+                args += [*(state for state, _ in groups), *(code for _, code in groups), *triples]
+                keys = [Keys.recipients(message_id), Keys.counts(message_id), Keys.events]
                 queue_script(pipe, "transition", keys, args)
             self._publish(pipe, recording.events)
             for key, value in recording.index.items():
@@ -213,18 +220,8 @@ class RecipientsMixin(StoreBase):
             # Executed even with no outcome to write: a re-run chunk with nothing left to do still ends
             # its lease (and counts the chunk done) here.
             results = pipe.execute()
-            written: list[str] = results[0] if pairs else []
-        if written:
-            self._publish_written(message_id, provider, recording.outcomes, set(written), why)
+        written: list[str] = results[0] if triples else []
         return written
-
-    def _publish_written(
-        self, message_id: str, provider: str, outcomes: Sequence[Outcome], written: set[str], why: str
-    ) -> None:
-        changes = [(o.phone, o.state.value, o.code) for o in outcomes if o.phone in written]
-        with self.r.pipeline(transaction=False) as pipe:
-            self._publish(pipe, group(message_id, provider, changes, why))
-            pipe.execute()
 
     # -- reading ------------------------------------------------------------------------------------
 
