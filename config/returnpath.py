@@ -21,6 +21,11 @@ class PushSettings(Section):
     max_body_bytes: int = Field(1_048_576, ge=1024, le=64 * 1_048_576, description="larger bodies get 413")
     apply_interval_s: Interval = Field(1.0, description="beat applies stored pushes this often")
     keep_s: TtlSeconds = Field(7 * DAY_S, description="how long stored and failed push bodies are kept")
+    spool_dir: str = Field(
+        "",
+        max_length=4096,
+        description="pushes received while Redis is down wait here (empty: <tmp>/smsdispatch-push-spool)",
+    )
 
 
 class OptoutSettings(Section):

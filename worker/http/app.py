@@ -7,8 +7,11 @@ within Infocloud's 1 s at hundreds of pushes a second (``benchmarks/push.py``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import redis
 import redis.asyncio
@@ -18,6 +21,7 @@ from starlette.responses import JSONResponse
 from config.settings import Settings
 from worker.http import api_v1, health, metrics
 from worker.http.receivers import Gate, push_routes, receiver
+from worker.http.spool import PushSpool, default_folder
 from worker.store.inbox import PushInbox
 
 
@@ -37,17 +41,23 @@ def build_app(settings: Settings, client: redis.asyncio.Redis | None = None) -> 
     """The app for ``settings``: a receiver per push a registered vendor offers, and ``/healthz``."""
     client = client or redis_client(settings)
 
+    inbox = PushInbox(client, settings.push.keep_s)
+    spool = PushSpool(Path(settings.push.spool_dir) if settings.push.spool_dir else default_folder(), inbox)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        draining = asyncio.create_task(spool.run())
         yield
+        draining.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await draining
         await client.aclose()
 
     app = FastAPI(title="smsdispatch", lifespan=lifespan)
-    inbox = PushInbox(client, settings.push.keep_s)
     gates: dict[str, Gate] = {}
     for path, vendor, kind in push_routes(settings):
         gate = gates.setdefault(vendor, Gate.of(vendor, settings))
-        endpoint = receiver(gate, kind, inbox, settings.push.max_body_bytes)
+        endpoint = receiver(gate, kind, inbox, spool, settings.push.max_body_bytes)
         app.add_route(path, endpoint, methods=["POST"], name=f"push-{vendor}-{kind.value}")
 
     @app.get("/healthz")
@@ -58,5 +68,6 @@ def build_app(settings: Settings, client: redis.asyncio.Redis | None = None) -> 
     app.include_router(api_v1.router(settings))
     app.include_router(metrics.router(settings))
     app.state.inbox = inbox
+    app.state.spool = spool
     app.state.gates = gates
     return app

@@ -13,8 +13,9 @@ A receiver checks, in this order, and answers 4xx with ``{"error"}`` while chang
 
 Then it stores the raw body in the push inbox (one Redis round trip, ``worker/store/inbox.py``) and
 answers at once in the vendor's form (``Provider.push_reply``); ``tasks.push.apply_pushes`` parses and
-applies it later. Redis out of reach: 503, so the vendor pushes again. Secrets are compared in constant
-time and never logged.
+applies it later. Redis out of reach: the push is kept on local disk (``spool.py``) and stored when Redis
+answers again, and the vendor is answered as usual; only if the disk refuses it too, 503, so that the
+vendor pushes again. Secrets are compared in constant time and never logged.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from providers.base import Provider
 from providers.errors import MalformedPush
 from providers.pushes import PushKind
 from providers.vendors import VENDORS
+from worker.http.spool import PushSpool
 from worker.registry import get_provider, offers
 from worker.store.inbox import PushInbox
 
@@ -129,7 +131,7 @@ def as_text(body: bytes) -> str:
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def receiver(gate: Gate, kind: PushKind, inbox: PushInbox, max_body_bytes: int) -> Endpoint:
+def receiver(gate: Gate, kind: PushKind, inbox: PushInbox, spool: PushSpool, max_body_bytes: int) -> Endpoint:
     """The endpoint for ``kind`` pushes of ``gate.vendor``."""
     reply = gate.adapter.push_reply(kind)
 
@@ -143,14 +145,29 @@ def receiver(gate: Gate, kind: PushKind, inbox: PushInbox, max_body_bytes: int) 
             gate.check_authentic(body, content_type, request.query_params.get("token"))
             text = as_text(gate.adapter.push_kept(body, content_type))
         except Refused as refused:
-            log.warning("push refused", provider=gate.vendor, kind=kind.value, status=refused.status,
-                        reason=refused.message, remote=remote)
+            log.warning(
+                "push refused",
+                provider=gate.vendor,
+                kind=kind.value,
+                status=refused.status,
+                reason=refused.message,
+                remote=remote,
+            )
             return JSONResponse({"error": refused.message}, status_code=refused.status)
         try:
             await inbox.add(gate.vendor, kind, text, content_type, remote)
         except (redis.RedisError, OSError) as exc:
-            log.error("push not stored: Redis out of reach", provider=gate.vendor, error=type(exc).__name__)
-            return JSONResponse({"error": "cannot store the push now, push again"}, status_code=503)
+            try:
+                spool.put(gate.vendor, kind, text, content_type, remote)
+            except OSError as disk:
+                log.error(
+                    "push not stored: Redis out of reach and the spool refused it",
+                    provider=gate.vendor,
+                    error=type(exc).__name__,
+                    spool_error=str(disk),
+                )
+                return JSONResponse({"error": "cannot store the push now, push again"}, status_code=503)
+            log.warning("push spooled: Redis out of reach", provider=gate.vendor, error=type(exc).__name__)
         return Response(reply.body, media_type=reply.media_type)
 
     return receive

@@ -65,9 +65,12 @@ class PushInbox:
         self.client = client
         self.keep_ms = keep_s * 1000
 
-    async def add(self, vendor: str, kind: PushKind, body: str, content_type: str, remote: str) -> str:
-        """Store one push durably (one round trip); returns its entry id."""
-        at = now_ms()
+    async def add(
+        self, vendor: str, kind: PushKind, body: str, content_type: str, remote: str, at_ms: int = 0
+    ) -> str:
+        """Store one push durably (one round trip), received now or at ``at_ms`` (a spooled one);
+        returns its entry id."""
+        at = at_ms or now_ms()
         fields = push_fields(vendor, body, content_type, remote, at)
         entry = await self.client.xadd(
             Keys.push_inbox(kind), dict(fields.items()), minid=at - self.keep_ms, approximate=True
