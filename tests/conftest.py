@@ -64,6 +64,7 @@ def env(embedded_redis: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory)
     toml = tmp_path_factory.mktemp("config") / "smsd.toml"
     toml.write_text(TEST_TOML, encoding="utf-8")
     values = {**DEMO_ENV, **TEST_ENV, "SMSD_REDIS_URL": embedded_redis.url, "SMSD_CONFIG": str(toml)}
+    values["SMSD_PUSH__SPOOL_DIR"] = str(tmp_path_factory.mktemp("push-spool"))  # not the shared default
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     _reload_settings()
