@@ -54,5 +54,6 @@ def test_pushes_shows_the_backlog_and_failed_bodies(r, settings) -> None:  # typ
     store.store_push("ihuyi", PushKind.RECEIPTS, "code=1", "application/x-www-form-urlencoded")
     out = CliRunner().invoke(main, ["pushes"])
     assert out.exit_code == 0, out.output
+    assert "spooled        0 on this host's disk" in out.output  # the session's own spool folder, empty
     assert "receipts         1 stored" in out.output and "inbound          0 stored" in out.output
     assert "an item is not an object" in out.output and "from 203.0.113.9: '[1]'" in out.output

@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
+from click.testing import CliRunner
 
-from config.settings import Settings
+from config.settings import Settings, get_settings
 from providers.pushes import PushKind
+from worker.cli import main
 from worker.http import build_app
 from worker.http.spool import PushSpool
 from worker.store import Keys, now_ms
@@ -55,7 +57,7 @@ def drain(settings: Settings, folder: Path, inbox: Any = None) -> int:
 
 
 def test_a_push_received_while_redis_is_down_is_answered_kept_and_stored_later(
-    settings: Settings, r: redis.Redis, tmp_path: Path
+    settings: Settings, r: redis.Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = spooling(settings, tmp_path)
     down = redis.asyncio.Redis.from_url(NO_REDIS, socket_connect_timeout=0.5)
@@ -67,6 +69,15 @@ def test_a_push_received_while_redis_is_down_is_answered_kept_and_stored_later(
     assert stored(r) == []
     (line,) = (tmp_path / f"{os.getpid()}.jsonl").read_text().splitlines()
     arrived = json.loads(line)["at"]
+
+    monkeypatch.setenv("SMSD_PUSH__SPOOL_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        out = CliRunner().invoke(main, ["pushes"])
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert "spooled        1 on this host's disk" in out.output  # what an operator sees meanwhile
 
     assert drain(settings, tmp_path) == 1
     (entry,) = stored(r)

@@ -66,11 +66,15 @@ def api(host: str, port: int, public_url: str) -> None:
 @click.command()
 @click.option("--dead", "count", default=10, show_default=True, help="how many failed bodies to show")
 def pushes(count: int) -> None:
-    """Show stored pushes not applied yet, and the newest bodies that failed parsing (kept push.keep_s)."""
+    """Show pushes waiting on this host's disk for Redis, stored pushes not applied yet, and the newest
+    bodies that failed parsing (kept push.keep_s)."""
     from providers.pushes import PushKind
+    from worker.http.spool import spool_folder, spooled
     from worker.store import Store, get_redis
 
     settings = require_settings()
+    folder = spool_folder(settings.push.spool_dir)
+    click.echo(f"spooled {spooled(folder):>8,} on this host's disk, waiting for Redis ({folder})")
     require_redis(settings)
     store = Store(get_redis(settings), settings)
     for kind in PushKind:

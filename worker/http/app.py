@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import redis
 import redis.asyncio
@@ -21,7 +20,7 @@ from starlette.responses import JSONResponse
 from config.settings import Settings
 from worker.http import api_v1, health, metrics
 from worker.http.receivers import Gate, push_routes, receiver
-from worker.http.spool import PushSpool, default_folder
+from worker.http.spool import PushSpool, spool_folder
 from worker.store.inbox import PushInbox
 
 
@@ -42,7 +41,7 @@ def build_app(settings: Settings, client: redis.asyncio.Redis | None = None) -> 
     client = client or redis_client(settings)
 
     inbox = PushInbox(client, settings.push.keep_s)
-    spool = PushSpool(Path(settings.push.spool_dir) if settings.push.spool_dir else default_folder(), inbox)
+    spool = PushSpool(spool_folder(settings.push.spool_dir), inbox)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -38,6 +38,20 @@ def default_folder() -> Path:
     return Path(tempfile.gettempdir()) / "smsdispatch-push-spool"
 
 
+def spool_folder(spool_dir: str) -> Path:
+    """The folder of ``SMSD_PUSH__SPOOL_DIR`` (empty: :func:`default_folder`)."""
+    return Path(spool_dir) if spool_dir else default_folder()
+
+
+def spooled(folder: Path) -> int:
+    """Pushes waiting on disk in ``folder``, in every app's file (``smsdispatch pushes``, tests)."""
+    total = 0
+    for path in folder.glob("*.jsonl"):
+        with contextlib.suppress(OSError):
+            total += sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    return total
+
+
 class PushSpool:
     """``put`` what the inbox refused; ``drain`` (or ``run``, forever) stores it once Redis answers."""
 
@@ -57,12 +71,8 @@ class PushSpool:
             os.fsync(f.fileno())
 
     def pending(self) -> int:
-        """Pushes on disk, in every file of the folder (``smsdispatch pushes``, tests)."""
-        total = 0
-        for path in self.folder.glob("*.jsonl"):
-            with contextlib.suppress(OSError):
-                total += sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
-        return total
+        """Pushes on disk, in every file of the folder."""
+        return spooled(self.folder)
 
     async def drain(self) -> int:
         """Store what this process and dead ones left on disk; returns how many pushes were stored."""
