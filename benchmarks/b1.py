@@ -36,7 +36,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bulk import bench_environment, run_naive, start_simulator, start_worker, tree_rss  # noqa: E402
+from benchmarks.bulk import bench_environment, logs_folder, run_naive, start_simulator, start_worker, tree_rss  # noqa: E402
 from worker.embedded import EmbeddedRedis  # noqa: E402
 
 PARAMS = {"order": "A1", "tracking": "SF1"}
@@ -192,8 +192,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18870)
     args = parser.parse_args()
 
-    logs = Path(os.environ.get("TMPDIR", "/tmp")) / "smsd-bench"
-    logs.mkdir(exist_ok=True)
+    logs = logs_folder()
     redis_server = EmbeddedRedis()
     urls = {"sim": f"http://127.0.0.1:{args.port}", "stub": f"http://127.0.0.1:{args.port + 1}"}
     bench_environment(redis_server.url)

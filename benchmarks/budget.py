@@ -30,7 +30,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bulk import QUEUES, bench_environment, start_simulator  # noqa: E402
+from benchmarks.bulk import QUEUES, bench_environment, logs_folder, start_simulator  # noqa: E402
 from worker.embedded import EmbeddedRedis  # noqa: E402
 from worker.store.limits import ARRIVAL_MARGIN_MS  # noqa: E402
 
@@ -167,8 +167,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18810)
     args = parser.parse_args()
 
-    logs = Path(os.environ.get("TMPDIR", "/tmp")) / "smsd-bench"
-    logs.mkdir(exist_ok=True)
+    logs = logs_folder()
     redis_server = EmbeddedRedis()
     sim_url = f"http://127.0.0.1:{args.port}"
     bench_environment(

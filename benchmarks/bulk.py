@@ -34,6 +34,12 @@ from worker.embedded import EmbeddedRedis  # noqa: E402
 QUEUES = "sms.otp,sms.notify,sms.bulk,sms.poll"
 
 
+def logs_folder() -> Path:
+    """Where the benchmarks' processes log (``$TMPDIR/smsd-bench``), made if missing."""
+    logs = logs_folder()
+    return logs
+
+
 def bench_environment(redis_url: str, **settings: str) -> None:
     """This process's environment, which the workers it starts inherit: the demo's credentials and
     templates on ``redis_url``, warnings only, and ``settings`` (``SMSD_*`` names) on top."""
@@ -191,8 +197,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18800)
     args = parser.parse_args()
 
-    logs = Path(os.environ.get("TMPDIR", "/tmp")) / "smsd-bench"
-    logs.mkdir(exist_ok=True)
+    logs = logs_folder()
     redis_server = EmbeddedRedis()
     sim_url = f"http://127.0.0.1:{args.port}"
     bench_environment(redis_server.url, SMSD_INFOCLOUD__BASE_URL=sim_url)

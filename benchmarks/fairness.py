@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.budget import start_host, stop, wait_hosts  # noqa: E402
-from benchmarks.bulk import bench_environment, start_simulator  # noqa: E402
+from benchmarks.bulk import bench_environment, logs_folder, start_simulator  # noqa: E402
 from worker.embedded import EmbeddedRedis  # noqa: E402
 
 EVEN_WITHIN = 0.10  # each share within 10% of an even one
@@ -152,8 +152,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18830)
     args = parser.parse_args()
 
-    logs = Path(os.environ.get("TMPDIR", "/tmp")) / "smsd-bench"
-    logs.mkdir(exist_ok=True)
+    logs = logs_folder()
     redis_server = EmbeddedRedis()
     sim_url = f"http://127.0.0.1:{args.port}"
     bench_environment(

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.b1 import PARAMS, Vendor, phones, start_stub  # noqa: E402
 from benchmarks.budget import start_host, stop, wait_hosts  # noqa: E402
-from benchmarks.bulk import bench_environment, start_simulator  # noqa: E402
+from benchmarks.bulk import bench_environment, logs_folder, start_simulator  # noqa: E402
 from worker.embedded import EmbeddedRedis  # noqa: E402
 
 P50_MS, P99_MS = 10.0, 50.0
@@ -85,8 +85,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18890)
     args = parser.parse_args()
 
-    logs = Path(os.environ.get("TMPDIR", "/tmp")) / "smsd-bench"
-    logs.mkdir(exist_ok=True)
+    logs = logs_folder()
     redis_server = EmbeddedRedis()
     bulk_url, otp_url = f"http://127.0.0.1:{args.port}", f"http://127.0.0.1:{args.port + 1}"
     bench_environment(

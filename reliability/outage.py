@@ -28,9 +28,7 @@ Prints the figures and a PASS/FAIL line; exit status 0 on PASS.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
-import socket
 import statistics
 import sys
 import threading
@@ -57,7 +55,7 @@ from reliability.stack import (  # noqa: E402
     wait_until,
     write_rows,
 )
-from tests.toggle_proxy import FAIL_ANSWER, ToggleProxy  # noqa: E402
+from tests.toggle_proxy import ToggleProxy  # noqa: E402
 
 OTP_BUDGET_S = 5.0
 PROBE_S = 3.0  # the breaker's default probe interval
@@ -73,20 +71,10 @@ class PathProxy(ToggleProxy):
         super().__init__(host, port)
         self.failed: list[tuple[float, str]] = []
 
-    def _fail(self, conn: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-            path = data.split(b" ", 2)[1].decode("latin-1") if data.count(b" ") >= 2 else "?"
-            with self.lock:
-                self.failed.append((time.monotonic(), path))
-            conn.sendall(FAIL_ANSWER)
-        with contextlib.suppress(OSError):
-            conn.close()
+    def _note(self, head: bytes) -> None:
+        super()._note(head)
+        path = head.split(b" ", 2)[1].decode("latin-1") if head.count(b" ") >= 2 else "?"
+        self.failed.append((self.failed_at[-1], path))
 
 
 SEND_PATHS = ("/message/sendBatch", "/message/send")  # Infocloud's send calls

@@ -20,7 +20,7 @@ from config.settings import Settings, get_settings
 from providers.pushes import PushKind
 from worker.cli import main
 from worker.http import build_app
-from worker.http.spool import PushSpool
+from worker.http.spool import PushSpool, spooled
 from worker.store import Keys, now_ms
 from worker.store.inbox import PushInbox
 
@@ -65,7 +65,7 @@ def test_a_push_received_while_redis_is_down_is_answered_kept_and_stored_later(
         answer = http.post("/push/ihuyi/receipts?token=tok", content=IHUYI_RECEIPT, headers=FORM)
         assert answer.status_code == 200 and answer.text == "success"  # the vendor's success form
         spool: PushSpool = http.app.state.spool  # type: ignore[attr-defined]
-        assert spool.pending() == 1
+        assert spooled(spool.folder) == 1
     assert stored(r) == []
     (line,) = (tmp_path / f"{os.getpid()}.jsonl").read_text().splitlines()
     arrived = json.loads(line)["at"]
@@ -118,7 +118,7 @@ def test_a_redis_error_mid_drain_leaves_the_rest_in_order(
         spool.put("ihuyi", PushKind.RECEIPTS, f"body-{n}", "text/plain", "127.0.0.1")
     failing = FailingSecond()
     assert drain(settings, tmp_path, failing) == 1 and failing.added == ["body-0"]
-    assert spool.pending() == 2
+    assert spooled(tmp_path) == 2
     assert drain(settings, tmp_path) == 2
     assert [e["body"] for e in stored(r)] == ["body-1", "body-2"]
     assert not spool.path.exists()

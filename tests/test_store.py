@@ -287,6 +287,8 @@ def test_events_follow_the_documented_format(store: Store, r: redis.Redis) -> No
     assert start <= int(state_event["at"]) <= end
     expected = StateEvent("m1", "submitted", "infocloud", (P1, P2), "200", "call")
     assert StateEvent.decode(state_event) == expected
+    # transition.lua writes the event itself: field for field, in order, what StateEvent.encode writes.
+    assert list(state_event.items()) == list(expected.encode(int(state_event["at"])).items())
     assert set(sweep_event) == {"v", "type", "at", "action", "message_id", "count"}
     assert (sweep_event["v"], sweep_event["type"], sweep_event["action"]) == ("1", "sweep", "settled")
     assert start <= int(sweep_event["at"]) <= end

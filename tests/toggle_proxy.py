@@ -70,9 +70,13 @@ class ToggleProxy:
                     return
                 data += chunk
             with self.lock:
-                self.failed_at.append(time.monotonic())
+                self._note(data)
             conn.sendall(FAIL_ANSWER)
         _close(conn)
+
+    def _note(self, head: bytes) -> None:
+        """Count a request answered 503 (``head``: its bytes up to the blank line), under ``self.lock``."""
+        self.failed_at.append(time.monotonic())
 
     def _forward(self, conn: socket.socket) -> None:
         try:

@@ -70,10 +70,6 @@ class PushSpool:
             f.flush()
             os.fsync(f.fileno())
 
-    def pending(self) -> int:
-        """Pushes on disk, in every file of the folder."""
-        return spooled(self.folder)
-
     async def drain(self) -> int:
         """Store what this process and dead ones left on disk; returns how many pushes were stored."""
         stored = 0

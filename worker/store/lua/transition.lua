@@ -5,8 +5,9 @@
 -- and "parts" up by the new record's fee (else 1) when the recipient reaches the vendor now (submitted,
 -- or delivered at once, from a state before the vendor call). A refused write counts nothing.
 -- The phones written are announced in the events stream, one state event per group (a state and a code,
--- in the order the caller gave them; worker/events.py's StateEvent), so that what is announced is
--- exactly what was written, in the same round trip.
+-- in the order the caller gave them), so that what is announced is exactly what was written, in the
+-- same round trip. The fields are worker/events.py's StateEvent.encode, written out again here:
+-- tests/test_store.py checks the two field for field.
 -- KEYS[1] recipients hash   KEYS[2] counters hash   KEYS[3] events stream
 -- ARGV[1] TTL (s)   ARGV[2] allowed states, space-separated ("none": no record)
 -- ARGV[3] event version   ARGV[4] at (ms)   ARGV[5] message id   ARGV[6] provider   ARGV[7] why
